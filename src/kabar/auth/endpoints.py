@@ -1,0 +1,106 @@
+"""HTTP for sign-in: login, logout, the current user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from kabar.auth import repository as repo
+from kabar.auth import service
+from kabar.auth.schemas import LoginIn, PasswordChange
+from kabar.auth.scope import Principal
+from kabar.errors import forbidden, not_found
+from kabar.http import SESSION_COOKIE, credentials, provide_principal, runtime_of
+from kabar.ratelimit import client_address
+from kabar.workspaces.service import workspaces_of_user
+
+principal_dep = {"principal": Provide(provide_principal)}
+
+
+@post("/v1/auth/login", tags=["auth"], status_code=200)
+async def login(request: Request, data: JSONBody[LoginIn]) -> Response[dict[str, Any]]:
+    runtime = runtime_of(request)
+    # Password guessing: per account and per client address, shared by every process via Redis.
+    await runtime.limiter.hit("login", data.email.strip().lower())
+    await runtime.limiter.hit("login_address", client_address(request, runtime.settings))
+    result = await runtime.db.transaction(
+        service.login, runtime.settings, email=data.email, password=data.password, user_agent=request.headers.get("user-agent")
+    )
+    csrf = service.csrf_token_for(runtime.settings, result["token"])
+    body = {"token": result["token"], "user": result["user"], "csrf_token": csrf}
+    secure = runtime.settings.is_production
+    max_age = runtime.settings.session_ttl_hours * 3600
+    return Response(
+        body,
+        cookies=[
+            Cookie(key=SESSION_COOKIE, value=result["token"], httponly=True, samesite="lax", secure=secure, max_age=max_age, path="/"),
+            # Readable by the page's JavaScript, which echoes it in X-CSRF-Token.
+            Cookie(key="kabar_csrf", value=csrf, httponly=False, samesite="lax", secure=secure, max_age=max_age, path="/"),
+        ],
+    )
+
+
+@post("/v1/auth/logout", tags=["auth"], status_code=HTTP_204_NO_CONTENT, dependencies=principal_dep)
+async def logout(request: Request, principal: NamedDependency[Principal]) -> Response[None]:
+    await runtime_of(request).db.transaction(service.logout, principal)
+    response: Response[None] = Response(None, status_code=HTTP_204_NO_CONTENT)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie("kabar_csrf", path="/")
+    return response
+
+
+@get("/v1/me", tags=["auth"], dependencies=principal_dep)
+async def me(request: Request, principal: NamedDependency[Principal]) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    if principal.user_id is None:
+        # An API key: it has no user, only its workspace.
+        def _key_ws(conn):  # noqa: ANN001, ANN202
+            from sqlalchemy import select
+
+            from kabar.db import tables as t
+
+            return conn.execute(select(t.workspaces).where(t.workspaces.c.id == principal.api_key_workspace_id)).first()
+
+        row = await runtime.db.read(_key_ws)
+        return {
+            "user": None,
+            "api_key_id": principal.api_key_id,
+            "workspaces": [{"id": row.id, "name": row.name, "slug": row.slug, "role": "api"}] if row else [],
+        }
+
+    def _me(conn):  # noqa: ANN001, ANN202
+        user = repo.user_by_id(conn, principal.user_id)
+        if user is None:
+            raise not_found("User")
+        return service.user_json(user), workspaces_of_user(conn, user.id)
+
+    user, workspaces = await runtime.db.read(_me)
+    out: dict[str, Any] = {
+        "user": user,
+        "workspaces": [{"id": w.id, "name": w.name, "slug": w.slug, "role": w.role} for w in workspaces],
+    }
+    token, via_cookie = credentials(request)
+    if principal.kind == "session":
+        out["csrf_token"] = service.csrf_token_for(runtime.settings, token)
+    return out
+
+
+@post("/v1/auth/password", tags=["auth"], status_code=HTTP_204_NO_CONTENT, dependencies=principal_dep)
+async def change_password(request: Request, principal: NamedDependency[Principal], data: JSONBody[PasswordChange]) -> None:
+    if principal.user_id is None:
+        raise forbidden("API keys have no password")
+    await runtime_of(request).db.transaction(
+        service.change_password,
+        principal.user_id,
+        current=data.current_password,
+        new=data.new_password,
+        keep_session_id=principal.session_id,
+    )
+
+
+ROUTES = [login, logout, me, change_password]

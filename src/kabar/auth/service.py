@@ -1,0 +1,224 @@
+"""Authentication: passwords, sessions, API keys and IdP tokens resolved to a ``Principal``."""
+
+from __future__ import annotations
+
+import hmac
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from kabar.auth import cache as credential_cache
+from kabar.auth import repository as repo
+from kabar.auth.cache import CredentialCache, credentials_changed
+from kabar.auth.idp import IdentityProvider, InvalidToken
+from kabar.auth.permissions import Role
+from kabar.auth.scope import Principal, Scope
+from kabar.config import Settings
+from kabar.crypto import constant_time_equals, hash_password, verify_password
+from kabar.db.engine import Database
+from kabar.db.types import utcnow
+from kabar.db.uow import UnitOfWork
+from kabar.errors import invalid, not_found, unauthorized
+from kabar.ids import new_token, token_hash
+
+SESSION_PREFIX = "kst_"
+API_KEY_PREFIX = "kbr_"
+MIN_PASSWORD_LENGTH = 8
+
+
+def user_json(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "email": row.email, "name": row.name}
+
+
+def validate_password(password: str, field: str = "password") -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise invalid(field, f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > 1024:
+        raise invalid(field, "must be at most 1024 characters")
+
+
+def create_user(uow: UnitOfWork, *, email: str, password: str | None, name: str = "") -> str:
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise invalid("email", "is not an email address")
+    if password is not None:
+        validate_password(password)
+    if repo.user_by_email(uow.conn, email) is not None:
+        from kabar.errors import conflict
+
+        raise conflict(f"A user with email {email} already exists", slug="user-exists")
+    return repo.insert_user(
+        uow.conn,
+        email=email,
+        name=name.strip() or email.split("@")[0],
+        password_hash=hash_password(password) if password else None,
+        now=uow.now,
+    )
+
+
+def login(uow: UnitOfWork, settings: Settings, *, email: str, password: str, user_agent: str | None) -> dict[str, Any]:
+    user = repo.user_by_email(uow.conn, email.strip())
+    # verify_password runs the hash even for unknown emails, so timing does not reveal accounts.
+    if not verify_password(user.password_hash if user else None, password) or not user or not user.is_active:
+        raise unauthorized("Wrong email or password")
+    token = new_token(SESSION_PREFIX)
+    repo.insert_session(
+        uow.conn,
+        user_id=user.id,
+        token_hash=token_hash(token),
+        user_agent=user_agent,
+        now=uow.now,
+        expires_at=uow.now + timedelta(hours=settings.session_ttl_hours),
+    )
+    return {"token": token, "user": user_json(user), "expires_at": uow.now + timedelta(hours=settings.session_ttl_hours)}
+
+
+def logout(uow: UnitOfWork, principal: Principal) -> None:
+    if principal.session_id:
+        repo.revoke_session(uow.conn, principal.session_id, uow.now)
+        credentials_changed(uow)
+
+
+def change_password(uow: UnitOfWork, user_id: str, *, current: str, new: str, keep_session_id: str | None = None) -> None:
+    """Set a new password and sign out every other session (a stolen one must not outlive it)."""
+    from sqlalchemy import update
+
+    from kabar.db import tables as t
+
+    user = repo.user_by_id(uow.conn, user_id)
+    if user is None or not verify_password(user.password_hash, current):
+        raise invalid("current_password", "is wrong")
+    validate_password(new, "new_password")
+    uow.conn.execute(
+        update(t.users)
+        .where(t.users.c.id == user_id)
+        .values(password_hash=hash_password(new), password_changed_at=uow.now, updated_at=uow.now)
+    )
+    uow.conn.execute(
+        update(t.sessions)
+        .where(t.sessions.c.user_id == user_id, t.sessions.c.revoked_at.is_(None), t.sessions.c.id != (keep_session_id or ""))
+        .values(revoked_at=uow.now)
+    )
+    credentials_changed(uow)
+
+
+def csrf_token_for(settings: Settings, session_token: str) -> str:
+    """Double-submit CSRF token bound to the session: no storage, unguessable without the cookie."""
+    return hmac.new(settings.secret_key.encode(), b"csrf:" + session_token.encode(), hashlib.sha256).hexdigest()
+
+
+def make_api_key_secret(key_id: str) -> str:
+    return f"{API_KEY_PREFIX}{key_id.replace('-', '')}_{new_token(nbytes=24)}"
+
+
+def parse_api_key(token: str) -> tuple[str, str] | None:
+    """``kbr_<id hex>_<secret>`` → (id, token); the id locates the row, the hash proves the secret."""
+    body = token[len(API_KEY_PREFIX) :]
+    hex_id, sep, _ = body.partition("_")
+    if not sep or len(hex_id) != 32:
+        return None
+    try:
+        int(hex_id, 16)
+    except ValueError:
+        return None
+    key_id = f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
+    return key_id, token
+
+
+class Authenticator:
+    """Turns a bearer token (or session cookie) into a Principal and, for a workspace, a Scope."""
+
+    def __init__(self, settings: Settings, db: Database, idp: IdentityProvider):
+        self.settings = settings
+        self.db = db
+        self.idp = idp
+        self.cache = CredentialCache(settings.auth_cache_seconds)
+        db.on_commit(credential_cache.after_commit)
+
+    async def resolve(self, token: str, *, workspace_id: str | None, via_cookie: bool = False) -> tuple[Principal, Role | None]:
+        """The caller and their role in ``workspace_id`` (None if not a member); 401 if invalid.
+        API keys and sessions are answered from ``self.cache`` when they were resolved lately."""
+        key = (token, workspace_id, via_cookie)
+        resolved = self.cache.get(key)
+        if resolved is not None:
+            return resolved
+        generation = self.cache.generation()
+        if token.startswith(API_KEY_PREFIX):
+            resolved = await self.db.read(self._api_key, token, workspace_id)
+            valid_for = None
+        elif token.startswith(SESSION_PREFIX):
+            resolved, valid_for = await self.db.read(self._session, token, workspace_id, via_cookie)
+        elif token.count(".") == 2:
+            return await self._jwt(token, workspace_id)
+        else:
+            raise unauthorized("Unrecognised credentials")
+        if workspace_id is None or resolved[1] is not None:  # "not a member" is not remembered
+            self.cache.put(key, resolved, generation, valid_for=valid_for)
+        return resolved
+
+    def _session(self, conn, token: str, workspace_id: str | None, via_cookie: bool):  # noqa: ANN001
+        """(principal, role) and the seconds until the session expires."""
+        now = utcnow()
+        row = repo.session_with_role(conn, token_hash(token), workspace_id, now)
+        if row is None or not row.is_active:
+            raise unauthorized("Session expired or signed out")
+        principal = Principal("session", user_id=row.user_id, session_id=row.session_id, via_cookie=via_cookie)
+        role = getattr(row, "role", None)
+        return (principal, Role(role) if role else None), (row.expires_at - now).total_seconds()
+
+    def _api_key(self, conn, token: str, workspace_id: str | None):  # noqa: ANN001
+        parsed = parse_api_key(token)
+        row = repo.api_key_by_id(conn, parsed[0]) if parsed else None
+        if row is None or row.revoked_at is not None or not constant_time_equals(row.secret_hash, token_hash(token)):
+            raise unauthorized("Invalid or revoked API key")
+        principal = Principal("api_key", api_key_id=row.id, api_key_workspace_id=row.workspace_id)
+        return principal, Role.API if workspace_id == row.workspace_id else None
+
+    async def _jwt(self, token: str, workspace_id: str | None) -> tuple[Principal, Role | None]:
+        try:
+            claims = await self.idp.verify(token)
+        except InvalidToken as exc:
+            raise unauthorized(f"Invalid token: {exc}") from exc
+        issuer = str(claims.get("iss") or "default")
+        subject = str(claims["sub"])
+        email = claims.get("email")
+
+        def _lookup(conn):  # noqa: ANN001, ANN202
+            user = repo.identity_user(conn, issuer, subject)
+            role = repo.member_role(conn, workspace_id, user.id) if user and workspace_id else None
+            return user, role
+
+        user, role = await self.db.read(_lookup)
+        if user is None:
+            try:
+                await self.db.transaction(_link_or_provision, issuer, subject, email)
+            except IntegrityError:
+                pass  # a concurrent first request of the same subject linked it; use theirs
+            user, role = await self.db.read(_lookup)
+            if user is None:
+                raise unauthorized("Token has no user in Kabar")
+        if not user.is_active:
+            raise unauthorized("User is disabled")
+        return Principal("jwt", user_id=user.id), Role(role) if role else None
+
+    async def scope(self, token: str, workspace_id: str, *, via_cookie: bool = False) -> Scope:
+        principal, role = await self.resolve(token, workspace_id=workspace_id, via_cookie=via_cookie)
+        if role is None:
+            # Not a member (or another workspace's key): the workspace does not exist for them.
+            raise not_found("Workspace")
+        return Scope(workspace_id, role, principal)
+
+
+def _link_or_provision(uow: UnitOfWork, issuer: str, subject: str, email: str | None) -> Any:
+    """First sight of an IdP subject: link it to the user with that email, or create one."""
+    user = repo.identity_user(uow.conn, issuer, subject)
+    if user is not None:
+        return user
+    if not email:
+        raise unauthorized("Token has no user in Kabar and no email claim to create one")
+    user = repo.user_by_email(uow.conn, str(email))
+    user_id = user.id if user else repo.insert_user(uow.conn, email=str(email), name=str(email).split("@")[0], password_hash=None, now=uow.now)
+    repo.link_identity(uow.conn, user_id=user_id, issuer=issuer, subject=subject, now=uow.now)
+    return repo.user_by_id(uow.conn, user_id)

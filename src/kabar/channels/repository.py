@@ -1,0 +1,45 @@
+"""SQL for channel rows. ``by_phone_number_ids`` is global by nature: an inbound webhook names
+only its phone_number_id (the index on it is unique across workspaces)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from kabar.db import tables as t
+from kabar.db.prepared_writes import Statement, fetch_all
+
+C = t.channels
+
+
+def get(conn: Connection, workspace_id: str) -> Any:
+    return conn.execute(select(C).where(C.c.workspace_id == workspace_id)).first()
+
+
+_BY_PHONE_NUMBER_ID = Statement(select(C).where(C.c.phone_number_id == bindparam("pnid")))
+
+
+def by_phone_number_ids(conn: Connection, phone_number_ids: Iterable[str]) -> list[Any]:
+    ids = sorted(set(phone_number_ids))
+    if not ids:
+        return []
+    if len(ids) == 1:  # nearly every webhook: precompiled, on every delivery
+        return fetch_all(conn, _BY_PHONE_NUMBER_ID, {"pnid": ids[0]})
+    return conn.execute(select(C).where(C.c.phone_number_id.in_(ids))).all()
+
+
+def owner_of(conn: Connection, phone_number_id: str) -> str | None:
+    return conn.execute(select(C.c.workspace_id).where(C.c.phone_number_id == phone_number_id)).scalar()
+
+
+def all_of_provider(conn: Connection, provider: str) -> list[Any]:
+    return conn.execute(select(C).where(C.c.provider == provider)).all()
+
+
+def save(conn: Connection, workspace_id: str, values: dict[str, Any], *, exists: bool) -> None:
+    if exists:
+        conn.execute(update(C).where(C.c.workspace_id == workspace_id).values(**values))
+    else:
+        conn.execute(insert(C).values(workspace_id=workspace_id, **values))

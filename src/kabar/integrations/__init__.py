@@ -1,0 +1,1 @@
+"""Integrations: outgoing webhooks (Kabar → the business's own systems), signed, retried, never lost."""

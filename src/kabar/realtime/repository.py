@@ -1,0 +1,108 @@
+"""SQL for the event log: ordered reads (with what member visibility needs), bounds, retention.
+
+Every statement filters on ``workspace_id`` explicitly: the realtime readers run for a workspace,
+not for one caller, and apply each caller's visibility afterwards (``kabar.realtime.service``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, select
+
+from kabar.db import tables as t
+
+E = t.events
+C = t.contacts
+CONV = t.conversations
+
+
+def read_after(conn: Connection, workspace_id: str, after_seq: int, limit: int, upto: int | None = None) -> list[Any]:
+    """Events with ``seq > after_seq`` (and ``<= upto``), oldest first, each with its contact's
+    *current* assignee (``contact_found`` is null when the contact no longer exists).
+
+    The LEFT JOIN costs one primary-key probe per event and no write-time work; it is why member
+    visibility needs no cache and no extra column (see ``kabar.realtime.service.audience``).
+    """
+    stmt = (
+        select(
+            E.c.seq,
+            E.c.type,
+            E.c.data,
+            E.c.contact_id,
+            E.c.created_at,
+            C.c.id.label("contact_found"),
+            C.c.assignee_id,
+        )
+        .select_from(E.outerjoin(C, and_(C.c.workspace_id == E.c.workspace_id, C.c.id == E.c.contact_id)))
+        .where(E.c.workspace_id == workspace_id, E.c.seq > after_seq)
+        .order_by(E.c.seq)
+        .limit(limit)
+    )
+    if upto is not None:
+        stmt = stmt.where(E.c.seq <= upto)
+    return list(conn.execute(stmt).all())
+
+
+def last_seq(conn: Connection, workspace_id: str) -> int:
+    """The last committed seq of the workspace (0 for none, or an unknown workspace)."""
+    value = conn.execute(select(t.workspaces.c.event_seq).where(t.workspaces.c.id == workspace_id)).scalar()
+    return int(value or 0)
+
+
+def bounds(conn: Connection, workspace_id: str) -> tuple[int, int]:
+    """(oldest retained seq, last seq). With an empty log, oldest is ``last + 1``.
+
+    Retention only ever deletes a prefix of the log, so everything in [oldest, last] is present.
+    """
+    last = last_seq(conn, workspace_id)
+    oldest = conn.execute(select(func.min(E.c.seq)).where(E.c.workspace_id == workspace_id)).scalar()
+    return (int(oldest) if oldest is not None else last + 1), last
+
+
+def conversation_audience(conn: Connection, workspace_id: str, conversation_id: str) -> tuple[str, str | None] | None:
+    """(contact_id, the contact's assignee) of a conversation of this workspace, or None."""
+    row = conn.execute(
+        select(CONV.c.contact_id, C.c.assignee_id)
+        .select_from(CONV.join(C, and_(C.c.workspace_id == CONV.c.workspace_id, C.c.id == CONV.c.contact_id)))
+        .where(CONV.c.workspace_id == workspace_id, CONV.c.id == conversation_id)
+    ).first()
+    return (row.contact_id, row.assignee_id) if row else None
+
+
+def contact_assignee(conn: Connection, workspace_id: str, contact_id: str) -> tuple[bool, str | None]:
+    """(exists, assignee_id) of a contact of this workspace."""
+    row = conn.execute(select(C.c.assignee_id).where(C.c.workspace_id == workspace_id, C.c.id == contact_id)).first()
+    return (row is not None, row.assignee_id if row else None)
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def workspaces_with_events(conn: Connection) -> list[tuple[str, int]]:
+    """(workspace id, last seq) of every workspace that ever wrote an event (the cleanup sweep)."""
+    rows = conn.execute(select(t.workspaces.c.id, t.workspaces.c.event_seq).where(t.workspaces.c.event_seq > 0))
+    return [(row.id, int(row.event_seq)) for row in rows]
+
+
+def newest_seq_before(conn: Connection, workspace_id: str, cutoff: datetime) -> int:
+    """The seq of the newest event created before ``cutoff`` (0 if none); uses (ws, created_at)."""
+    value = conn.execute(
+        select(E.c.seq)
+        .where(E.c.workspace_id == workspace_id, E.c.created_at < cutoff)
+        .order_by(E.c.created_at.desc(), E.c.seq.desc())  # events of one transaction share a time
+        .limit(1)
+    ).scalar()
+    return int(value or 0)
+
+
+def oldest_seq(conn: Connection, workspace_id: str) -> int | None:
+    value = conn.execute(select(func.min(E.c.seq)).where(E.c.workspace_id == workspace_id)).scalar()
+    return int(value) if value is not None else None
+
+
+def delete_upto(conn: Connection, workspace_id: str, seq: int) -> int:
+    """Delete the log prefix ``seq <= seq`` of one workspace; returns the number of rows."""
+    result = conn.execute(delete(E).where(E.c.workspace_id == workspace_id, E.c.seq <= seq))
+    return int(result.rowcount or 0)

@@ -1,0 +1,353 @@
+"""Workspaces, members, invitations and API keys: the rules. One unit of work per call."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from kabar.auth import repository as auth_repo
+from kabar.auth import service as auth_service
+from kabar.auth.cache import credentials_changed
+from kabar.auth.scope import Scope
+from kabar.crypto import constant_time_equals, hash_password
+from kabar.db import tables as t
+from kabar.db.uow import UnitOfWork
+from kabar.errors import Problem, conflict, forbidden, invalid, not_found
+from kabar.ids import new_id, new_token, token_hash
+from kabar.workspaces import schemas as s
+
+INVITATION_TTL = timedelta(days=7)
+
+
+def _slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+    return slug if len(slug) >= 2 else "ws"
+
+
+def workspace_out(row: Any, role: str | None = None) -> s.Workspace:
+    return s.Workspace(
+        id=row.id,
+        name=row.name,
+        slug=row.slug,
+        owner_id=row.owner_id,
+        timezone=row.timezone,
+        settings=row.settings or {},
+        created_at=row.created_at,
+        role=role,
+    )
+
+
+def _slug_taken(conn: Connection, slug: str, except_id: str | None = None) -> bool:
+    stmt = select(t.workspaces.c.id).where(t.workspaces.c.slug == slug)
+    if except_id:
+        stmt = stmt.where(t.workspaces.c.id != except_id)
+    return conn.execute(stmt).first() is not None
+
+
+def create_workspace(uow: UnitOfWork, *, owner_id: str, name: str, slug: str | None = None) -> s.Workspace:
+    name = name.strip()
+    if not name:
+        raise invalid("name", "must not be empty")
+    if slug:
+        if _slug_taken(uow.conn, slug):
+            raise conflict(f"The slug {slug!r} is taken", slug="slug-taken")
+    else:
+        base = _slugify(name)
+        slug = base
+        while _slug_taken(uow.conn, slug):
+            slug = f"{base}-{secrets.token_hex(2)}"
+    workspace_id = new_id()
+    uow.conn.execute(
+        insert(t.workspaces).values(
+            id=workspace_id, name=name, slug=slug, owner_id=owner_id, settings={}, created_at=uow.now, updated_at=uow.now
+        )
+    )
+    uow.conn.execute(
+        insert(t.members).values(workspace_id=workspace_id, user_id=owner_id, role="owner", settings={}, created_at=uow.now)
+    )
+    row = uow.conn.execute(select(t.workspaces).where(t.workspaces.c.id == workspace_id)).one()
+    out = workspace_out(row, "owner")
+    uow.emit(workspace_id, "workspace.created", _public(out))
+    return out
+
+
+def _public(ws: s.Workspace) -> dict[str, Any]:
+    from msgspec import to_builtins
+
+    return to_builtins(ws)
+
+
+def get_workspace(conn: Connection, scope: Scope) -> s.Workspace:
+    row = conn.execute(select(t.workspaces).where(t.workspaces.c.id == scope.workspace_id)).first()
+    if row is None:
+        raise not_found("Workspace")
+    return workspace_out(row, str(scope.role))
+
+
+def update_workspace(uow: UnitOfWork, scope: Scope, patch: s.WorkspaceUpdate) -> s.Workspace:
+    scope.require("workspace.update")
+    values: dict[str, Any] = {}
+    if patch.name is not None:
+        values["name"] = patch.name.strip()
+    if patch.slug is not None:
+        if _slug_taken(uow.conn, patch.slug, except_id=scope.workspace_id):
+            raise conflict(f"The slug {patch.slug!r} is taken", slug="slug-taken")
+        values["slug"] = patch.slug
+    if patch.settings is not None:
+        values["settings"] = patch.settings
+    if values:
+        values["updated_at"] = uow.now
+        uow.conn.execute(update(t.workspaces).where(t.workspaces.c.id == scope.workspace_id).values(**values))
+    out = get_workspace(uow.conn, scope)
+    uow.emit(scope.workspace_id, "workspace.updated", _public(out))
+    return out
+
+
+def delete_workspace(uow: UnitOfWork, scope: Scope) -> None:
+    scope.require("workspace.delete")
+    # Tables without a foreign key to workspaces (receipts, jobs) are cleared explicitly.
+    uow.conn.execute(delete(t.webhook_receipts).where(t.webhook_receipts.c.workspace_id == scope.workspace_id))
+    uow.conn.execute(delete(t.jobs).where(t.jobs.c.workspace_id == scope.workspace_id))
+    uow.conn.execute(delete(t.workspaces).where(t.workspaces.c.id == scope.workspace_id))
+    credentials_changed(uow)  # its members and keys are gone with it
+
+
+def workspaces_of_user(conn: Connection, user_id: str) -> list[s.Workspace]:
+    rows = conn.execute(
+        select(t.workspaces, t.members.c.role)
+        .select_from(t.members.join(t.workspaces, t.workspaces.c.id == t.members.c.workspace_id))
+        .where(t.members.c.user_id == user_id)
+        .order_by(t.workspaces.c.created_at)
+    ).all()
+    return [workspace_out(row, row.role) for row in rows]
+
+
+# -- members ----------------------------------------------------------------------------------
+
+
+def _member_rows(conn: Connection, scope: Scope, user_id: str | None = None) -> list[Any]:
+    stmt = (
+        scope.select(t.members, t.members.c.user_id, t.members.c.role, t.members.c.created_at, t.users.c.email, t.users.c.name)
+        .join_from(t.members, t.users, t.users.c.id == t.members.c.user_id)
+        .order_by(t.members.c.created_at)
+    )
+    if user_id is not None:
+        stmt = stmt.where(t.members.c.user_id == user_id)
+    return conn.execute(stmt).all()
+
+
+def _member_out(row: Any) -> s.Member:
+    return s.Member(user_id=row.user_id, email=row.email, name=row.name, role=row.role, created_at=row.created_at)
+
+
+def list_members(conn: Connection, scope: Scope) -> list[s.Member]:
+    scope.require("members.read")
+    return [_member_out(r) for r in _member_rows(conn, scope)]
+
+
+def add_member(uow: UnitOfWork, scope: Scope, data: s.MemberAdd) -> s.Member:
+    """Add an existing Kabar user directly (new people are invited instead)."""
+    scope.require("members.manage")
+    if not data.user_id and not data.email:
+        raise invalid("email", "give email or user_id of an existing user (or send an invitation)")
+    user = auth_repo.user_by_id(uow.conn, data.user_id) if data.user_id else auth_repo.user_by_email(uow.conn, data.email or "")
+    if user is None:
+        raise invalid("email" if data.email else "user_id", "no such user; send an invitation instead")
+    if auth_repo.member_role(uow.conn, scope.workspace_id, user.id):
+        raise conflict("That user is already a member", slug="already-member")
+    uow.conn.execute(
+        insert(t.members).values(workspace_id=scope.workspace_id, user_id=user.id, role=data.role, settings={}, created_at=uow.now)
+    )
+    member = _member_out(_member_rows(uow.conn, scope, user.id)[0])
+    uow.emit(scope.workspace_id, "member.added", {"user_id": user.id, "role": data.role})
+    return member
+
+
+def update_member(uow: UnitOfWork, scope: Scope, user_id: str, data: s.MemberUpdate) -> s.Member:
+    scope.require("members.manage")
+    current = auth_repo.member_role(uow.conn, scope.workspace_id, user_id)
+    if current is None:
+        raise not_found("Member")
+    if data.role == "owner" or current == "owner":
+        # Only the owner hands over ownership; the old owner becomes an admin.
+        scope.require("members.transfer_ownership")
+        if data.role != "owner":
+            raise conflict("The owner's role changes only by making someone else owner", slug="owner-required")
+        uow.conn.execute(
+            update(t.members)
+            .where(t.members.c.workspace_id == scope.workspace_id, t.members.c.role == "owner")
+            .values(role="admin")
+        )
+        uow.conn.execute(update(t.workspaces).where(t.workspaces.c.id == scope.workspace_id).values(owner_id=user_id, updated_at=uow.now))
+    uow.conn.execute(
+        update(t.members).where(t.members.c.workspace_id == scope.workspace_id, t.members.c.user_id == user_id).values(role=data.role)
+    )
+    uow.emit(scope.workspace_id, "member.updated", {"user_id": user_id, "role": data.role})
+    credentials_changed(uow)
+    return _member_out(_member_rows(uow.conn, scope, user_id)[0])
+
+
+def remove_member(uow: UnitOfWork, scope: Scope, user_id: str) -> None:
+    if user_id != scope.user_id:  # anyone may leave; removing others needs the permission
+        scope.require("members.manage")
+    current = auth_repo.member_role(uow.conn, scope.workspace_id, user_id)
+    if current is None:
+        raise not_found("Member")
+    if current == "owner":
+        scope.require("members.transfer_ownership")  # an admin may not touch the owner at all
+        raise conflict("The owner cannot be removed; transfer ownership first", slug="owner-required")
+    uow.conn.execute(delete(t.members).where(t.members.c.workspace_id == scope.workspace_id, t.members.c.user_id == user_id))
+    # Their assignments go back to the shared queue.
+    for table in (t.contacts, t.conversations):
+        uow.conn.execute(
+            update(table).where(table.c.workspace_id == scope.workspace_id, table.c.assignee_id == user_id).values(assignee_id=None)
+        )
+    uow.emit(scope.workspace_id, "member.removed", {"user_id": user_id})
+    credentials_changed(uow)
+
+
+# -- invitations ------------------------------------------------------------------------------
+
+
+def _invitation_out(row: Any, token: str | None = None) -> s.Invitation:
+    status = row.status
+    if status == "pending" and row.expires_at is not None:
+        from kabar.db.types import utcnow
+
+        if row.expires_at < utcnow():
+            status = "expired"
+    return s.Invitation(id=row.id, email=row.email, role=row.role, status=status, expires_at=row.expires_at, created_at=row.created_at, token=token)
+
+
+def create_invitation(uow: UnitOfWork, scope: Scope, data: s.InvitationCreate) -> s.Invitation:
+    scope.require("invitations.manage")
+    email = data.email.strip().lower()
+    existing = auth_repo.user_by_email(uow.conn, email)
+    if existing and auth_repo.member_role(uow.conn, scope.workspace_id, existing.id):
+        raise conflict("That person is already a member", slug="already-member")
+    invitation_id = new_id()
+    secret = new_token(nbytes=32)
+    uow.conn.execute(
+        insert(t.invitations).values(
+            id=invitation_id,
+            workspace_id=scope.workspace_id,
+            email=email,
+            name=data.name,
+            role=data.role,
+            secret_hash=token_hash(secret),
+            status="pending",
+            invited_by=scope.user_id,
+            expires_at=uow.now + INVITATION_TTL,
+            created_at=uow.now,
+        )
+    )
+    row = uow.conn.execute(select(t.invitations).where(t.invitations.c.id == invitation_id)).one()
+    uow.emit(scope.workspace_id, "invitation.created", {"id": invitation_id, "email": email, "role": data.role})
+    return _invitation_out(row, token=f"{invitation_id}.{secret}")
+
+
+def list_invitations(conn: Connection, scope: Scope) -> list[s.Invitation]:
+    scope.require("invitations.manage")
+    rows = conn.execute(scope.select(t.invitations).order_by(t.invitations.c.created_at.desc())).all()
+    return [_invitation_out(r) for r in rows]
+
+
+def accept_invitation(uow: UnitOfWork, settings: Any, data: s.InvitationAccept, user_agent: str | None) -> dict[str, Any]:
+    """Join the workspace; creates the user (with a password) when the email is new. Logs them in."""
+    invitation_id, _, secret = data.token.partition(".")
+    row = uow.conn.execute(select(t.invitations).where(t.invitations.c.id == invitation_id)).first() if secret else None
+    if row is None or not constant_time_equals(row.secret_hash, token_hash(secret)):
+        raise not_found("Invitation")
+    if row.status != "pending" or row.expires_at < uow.now:
+        raise Problem(410, "invitation-expired", "Invitation no longer valid", f"This invitation is {row.status if row.status != 'pending' else 'expired'}")
+    user = auth_repo.user_by_email(uow.conn, row.email)
+    if user is None:
+        if not data.password:
+            raise invalid("password", "is required to create your account")
+        user_id = auth_service.create_user(uow, email=row.email, password=data.password, name=data.name or row.name or "")
+    else:
+        user_id = user.id
+        if user.password_hash is None and data.password:
+            auth_service.validate_password(data.password)
+            uow.conn.execute(update(t.users).where(t.users.c.id == user_id).values(password_hash=hash_password(data.password)))
+    if not auth_repo.member_role(uow.conn, row.workspace_id, user_id):
+        uow.conn.execute(
+            insert(t.members).values(workspace_id=row.workspace_id, user_id=user_id, role=row.role, settings={}, created_at=uow.now)
+        )
+    uow.conn.execute(update(t.invitations).where(t.invitations.c.id == row.id).values(status="accepted", accepted_at=uow.now))
+    uow.emit(row.workspace_id, "member.added", {"user_id": user_id, "role": row.role})
+    user = auth_repo.user_by_id(uow.conn, user_id)
+    result: dict[str, Any] = {"workspace_id": row.workspace_id, "role": row.role, "user": auth_service.user_json(user)}
+    if user.password_hash is not None and data.password:
+        session = auth_service.login(uow, settings, email=user.email, password=data.password, user_agent=user_agent)
+        result["token"] = session["token"]
+    return result
+
+
+def revoke_invitation(uow: UnitOfWork, scope: Scope, invitation_id: str) -> None:
+    scope.require("invitations.manage")
+    result = uow.conn.execute(
+        update(t.invitations)
+        .where(t.invitations.c.workspace_id == scope.workspace_id, t.invitations.c.id == invitation_id, t.invitations.c.status == "pending")
+        .values(status="cancelled")
+    )
+    if not result.rowcount:
+        raise not_found("Invitation")
+
+
+# -- API keys ---------------------------------------------------------------------------------
+
+
+def _api_key_out(row: Any, secret: str | None = None) -> s.ApiKey:
+    return s.ApiKey(id=row.id, name=row.name, hint=row.hint, created_at=row.created_at, last_used_at=row.last_used_at, revoked_at=row.revoked_at, secret=secret)
+
+
+def list_api_keys(conn: Connection, scope: Scope) -> list[s.ApiKey]:
+    scope.require("api_keys.manage")
+    rows = conn.execute(scope.select(t.api_keys).order_by(t.api_keys.c.created_at.desc())).all()
+    return [_api_key_out(r) for r in rows]
+
+
+def create_api_key(uow: UnitOfWork, scope: Scope, data: s.ApiKeyCreate) -> s.ApiKey:
+    scope.require("api_keys.manage")
+    key_id = new_id()
+    secret = auth_service.make_api_key_secret(key_id)
+    uow.conn.execute(
+        insert(t.api_keys).values(
+            id=key_id,
+            workspace_id=scope.workspace_id,
+            name=data.name.strip(),
+            secret_hash=token_hash(secret),
+            hint=secret[-4:],
+            created_by=scope.user_id,
+            created_at=uow.now,
+        )
+    )
+    row = uow.conn.execute(select(t.api_keys).where(t.api_keys.c.id == key_id)).one()
+    uow.emit(scope.workspace_id, "api_key.created", {"id": key_id, "name": row.name})
+    return _api_key_out(row, secret=secret)
+
+
+def revoke_api_key(uow: UnitOfWork, scope: Scope, key_id: str) -> None:
+    scope.require("api_keys.manage")
+    result = uow.conn.execute(
+        update(t.api_keys)
+        .where(t.api_keys.c.workspace_id == scope.workspace_id, t.api_keys.c.id == key_id, t.api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=uow.now)
+    )
+    if not result.rowcount:
+        raise not_found("API key")
+    uow.emit(scope.workspace_id, "api_key.revoked", {"id": key_id})
+    credentials_changed(uow)
+
+
+def require_user(scope: Scope) -> str:
+    if scope.user_id is None:
+        raise forbidden("This needs a user, not an API key")
+    return scope.user_id
+
+

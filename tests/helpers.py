@@ -1,0 +1,83 @@
+"""Test helpers: tenants, callers with roles, assertions on problem responses."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from kabar.auth.service import create_user
+
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass
+class Caller:
+    token: str
+    user_id: str | None = None
+    email: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Tenant:
+    client: Any
+    ws: str
+    owner: Caller
+    callers: dict[str, Caller] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"/v1/workspaces/{self.ws}"
+
+    async def add_user(self, role: str = "member") -> Caller:
+        """A new user added to this workspace with ``role`` (through the members API)."""
+        caller = await new_user(self.client)
+        response = await self.client.post(
+            f"{self.base}/members", json={"email": caller.email, "role": "admin" if role == "admin" else "member"}, headers=self.owner.headers
+        )
+        assert response.status_code == 201, response.text
+        return caller
+
+    async def api_key(self) -> Caller:
+        response = await self.client.post(f"{self.base}/api-keys", json={"name": "test key"}, headers=self.owner.headers)
+        assert response.status_code == 201, response.text
+        return Caller(token=response.json()["secret"])
+
+
+async def new_user(client: Any, email: str | None = None, password: str = PASSWORD) -> Caller:
+    """A user created the way an operator does (the service behind `kabar user create`), logged in over HTTP."""
+    email = email or f"user-{secrets.token_hex(5)}@example.test"
+    runtime = client.app.state.runtime
+    user_id = await runtime.db.transaction(create_user, email=email, password=password, name=email.split("@")[0])
+    response = await client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return Caller(token=response.json()["token"], user_id=user_id, email=email)
+
+
+async def make_tenant(client: Any) -> Tenant:
+    owner = await new_user(client)
+    response = await client.post("/v1/workspaces", json={"name": f"Toko {secrets.token_hex(3)}"}, headers=owner.headers)
+    assert response.status_code == 201, response.text
+    return Tenant(client=client, ws=response.json()["id"], owner=owner)
+
+
+def assert_problem(response: Any, status: int, type_suffix: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers["content-type"]
+    body = response.json()
+    assert body["status"] == status and body["type"] and body["title"]
+    if type_suffix:
+        assert body["type"].endswith(type_suffix), body["type"]
+    return body
+
+
+def queries(response: Any) -> int:
+    """SQL statements the request ran, from its Server-Timing header (transaction control left out)."""
+    match = re.search(r'desc="(\d+) queries"', response.headers["server-timing"])
+    assert match, response.headers["server-timing"]
+    return int(match.group(1))

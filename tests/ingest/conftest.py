@@ -1,0 +1,3 @@
+"""Ingest fixtures (shared with tests/channels)."""
+
+from tests.channels.fixtures import owner_tenant, workspace  # noqa: F401

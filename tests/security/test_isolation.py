@@ -1,0 +1,124 @@
+"""Tenancy and member visibility on every route, generated from the app's route table.
+
+The cross-workspace matrix itself (every route × every kind of credential × B's workspace id) is
+``tests/foundation/test_tenancy.py``; its helpers are reused here, adding:
+
+1. inside your own workspace, another workspace's ids on every GET and DELETE route → exactly 404
+   (the foundation matrix only forbids 2xx/5xx there, because bodies may fail validation first);
+2. a member, on every GET route of the workspace, never sees anything about a contact assigned to
+   someone else (its id, conversation, phone, name, messages, notes) — lists, exports, the event
+   log, stats, search — and its ids in the path are 404; the owner sees them (so the check bites).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar.routes import HTTPRoute
+
+from kabar.channels.fake import payloads as p
+from kabar.ids import new_id
+from tests.channels.support import configure, post_kapso
+from tests.foundation.test_tenancy import fill, tenant_routes, two_tenants  # noqa: F401 - fixture
+from tests.helpers import Tenant
+
+
+async def test_other_workspaces_ids_inside_your_own_are_404_on_every_get_and_delete(client, two_tenants):  # noqa: F811
+    a, b, rows = two_tenants
+    failures, checked = [], 0
+    for route in tenant_routes(client.app):
+        if route.websocket or not route.path.startswith("/v1/"):
+            continue
+        path, names_b_rows = fill(route, a.ws, rows)
+        if not names_b_rows:
+            continue
+        for method in set(route.methods) & {"GET", "DELETE"}:
+            checked += 1
+            response = await client.request(method, path, headers=a.owner.headers)
+            if response.status_code != 404:
+                failures.append(f"{method} {route.path}: {response.status_code} {response.text[:200]}")
+    assert checked >= 15, checked
+    assert not failures, "\n".join(failures)
+
+
+def get_routes(app: Any) -> list[str]:
+    return sorted({route.path for route in app.routes if isinstance(route, HTTPRoute) and "GET" in route.methods
+                   and route.path.startswith("/v1/workspaces/{ws")})
+
+
+async def customer(client: Any, tenant: Tenant, channel: Any, phone: str, name: str, text: str) -> dict[str, Any]:
+    response = await post_kapso(client, channel, p.kapso_received(pnid=channel.pnid, phone=phone, text=text, name=name))
+    assert response.status_code == 200, response.text
+    listed = (await client.get(f"{tenant.base}/conversations", params={"limit": 200}, headers=tenant.owner.headers)).json()["data"]
+    return next(c for c in listed if c["contact"]["phone"] == phone)
+
+
+async def test_a_member_sees_nothing_of_contacts_assigned_to_others_on_any_get_route(client, tenant):
+    member = await tenant.add_user("member")
+    channel = await configure(tenant)
+    h = tenant.owner.headers
+    hidden = await customer(client, tenant, channel, "+6281311110001", "Rahasia Wulandari", "Pesan rahasia nomor satu")
+    mine = await customer(client, tenant, channel, "+6281311110002", "Budi Terlihat", "Pesan untuk member")
+    for conversation, assignee in ((hidden, tenant.owner.user_id), (mine, member.user_id)):
+        response = await client.patch(f"{tenant.base}/contacts/{conversation['contact']['id']}", json={"assignee_id": assignee}, headers=h)
+        assert response.status_code == 200, response.text
+        response = await client.patch(f"{tenant.base}/conversations/{conversation['id']}", json={"assignee_id": assignee}, headers=h)
+        assert response.status_code == 200, response.text
+    note = await client.post(f"{tenant.base}/contacts/{hidden['contact']['id']}/notes", json={"content": "Catatan rahasia owner"}, headers=h)
+    assert note.status_code == 201, note.text
+    messages = (await client.get(f"{tenant.base}/conversations/{hidden['id']}/messages", headers=h)).json()["data"]
+
+    secrets_of_hidden = {
+        "contact id": hidden["contact"]["id"],
+        "conversation id": hidden["id"],
+        "phone": "6281311110001",
+        "name": "Rahasia Wulandari",
+        "message text": "Pesan rahasia nomor satu",
+        "message id": messages[0]["id"],
+        "note": "Catatan rahasia owner",
+    }
+    pins = {"contact_id": hidden["contact"]["id"], "conversation_id": hidden["id"], "note_id": note.json()["id"]}
+    queries = [{}, {"q": "Rahasia", "phone": "+6281311110001", "since": "0", "limit": "200"}]
+
+    leaks, owner_saw, checked = [], set(), 0
+    for template in get_routes(client.app):
+        if template.endswith("/events/stream"):
+            continue  # the same visibility filter as the event list; streamed (covered in tests/realtime)
+        names = [m.group(1) for m in re.finditer(r"\{(\w+)(?::\w+)?\}", template) if m.group(1) != "ws"]
+        path = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: tenant.ws if m.group(1) == "ws" else pins.get(m.group(1), new_id()), template)
+        for params in queries:
+            checked += 1
+            as_member = await client.get(path, params=params, headers=member.headers)
+            assert as_member.status_code < 500, (template, as_member.text)
+            found = [what for what, value in secrets_of_hidden.items() if value in as_member.text]
+            if found:
+                leaks.append(f"{template} {params}: {as_member.status_code} shows the hidden contact's {', '.join(found)}")
+            if any(n in pins for n in names) and as_member.status_code not in (403, 404):
+                leaks.append(f"{template}: {as_member.status_code} for the hidden contact's ids (expected 404)")
+            as_owner = await client.get(path, params=params, headers=h)
+            if as_owner.status_code == 200 and (hidden["contact"]["id"] in as_owner.text or "Rahasia Wulandari" in as_owner.text):
+                owner_saw.add(template)
+    assert not leaks, "\n".join(leaks)
+    # The check bites: the owner does see the hidden contact on the main lists, exports and the log.
+    expected = {"/contacts", "/conversations", "/events", "/contacts/export.csv"}
+    assert {e for e in expected if any(t.endswith(e) for t in owner_saw)} == expected, sorted(owner_saw)
+    # And the member does see their own contact.
+    listed = (await client.get(f"{tenant.base}/conversations", headers=member.headers)).json()["data"]
+    assert [c["id"] for c in listed] == [mine["id"]]
+    print(f"\nVISIBILITY: {len(get_routes(client.app))} GET routes, {checked} member requests, 0 leaks")
+
+
+def test_every_workspace_route_runs_the_workspace_hook(client):
+    """``kabar.http.workspace_hook`` (the app's ``before_request``) admits callers to workspaces; a
+    router, controller or handler setting its own ``before_request`` would silently replace it."""
+    from kabar.http import workspace_hook
+
+    handlers = [
+        handler
+        for route in client.app.routes
+        if isinstance(route, HTTPRoute) and route.path.startswith("/v1/workspaces/{ws")
+        for handler in route.route_handlers
+    ]
+    assert len(handlers) > 30, len(handlers)
+    assert [h for h in handlers if h.resolve_before_request() is not workspace_hook] == []
