@@ -33,9 +33,14 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers ``status`` (change it to make the receiver fail or recover)."""
+    """Answers ``status`` (change it to make the receiver fail or recover).
+
+    While ``hold`` is set to an unset event, a request is recorded but not answered until the event
+    is set: the sender is caught between its POST and the answer.
+    """
 
     status: int = 200
+    hold: threading.Event | None = None
     requests: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -49,6 +54,9 @@ class Receiver:
                 with receiver._lock:
                     status = receiver.status
                     receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body, status))
+                    hold = receiver.hold
+                if hold is not None:
+                    hold.wait(timeout=30)
                 payload = b"ok" if status < 300 else b"receiver says no"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(payload)))

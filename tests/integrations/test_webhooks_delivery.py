@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -149,6 +150,26 @@ async def test_redeliver_sends_the_same_delivery_again(client, jobs, tenant, oth
     assert_problem(await client.post(url, headers=other_tenant.owner.headers), 404)
     await client.patch(f"{tenant.base}/webhooks/{hook['id']}", json={"active": False}, headers=tenant.owner.headers)
     assert_problem(await client.post(url, headers=tenant.owner.headers), 409, "webhook-inactive")
+
+
+async def test_redeliver_while_the_first_attempt_is_in_flight_is_not_lost(client, jobs, tenant, receiver):
+    """The receiver holds the first POST until the redeliver has committed: the redelivery still goes."""
+    hook = await subscribe(tenant, receiver.url, ["contact.created"])
+    receiver.hold = threading.Event()
+    try:
+        await emit(client.runtime, tenant.ws, "contact.created")
+        first = (await wait_for(lambda: receiver.snapshot(), what="the first POST"))[0]
+        url = f"{tenant.base}/webhooks/{hook['id']}/deliveries/{first.delivery_id}/redeliver"
+        response = await client.post(url, headers=tenant.owner.headers)
+        assert response.status_code == 202, response.text
+    finally:
+        receiver.hold.set()
+    again = await wait_for(lambda: len(receiver.accepted()) >= 2 and receiver.accepted(), what="redelivery")
+    assert again[1].delivery_id == first.delivery_id and again[1].body == first.body
+    await wait_for(
+        lambda: _delivery_if(client, tenant, hook["id"], first.delivery_id, lambda d: d["status"] == "delivered" and d["attempts"] == 2),
+        what="both attempts recorded, the last one delivered",
+    )
 
 
 async def _delivery_if(client: Any, tenant: Any, webhook_id: str, delivery_id: str, predicate: Any) -> dict[str, Any] | None:

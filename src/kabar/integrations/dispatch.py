@@ -130,6 +130,9 @@ def record(uow: UnitOfWork, workspace_id: str, endpoint_id: str, item: Any, atte
     if endpoint is None:
         return False
     attempts = item.attempts + 1
+    current = repo.delivery(uow.conn, workspace_id, endpoint_id, item.id)
+    # Redelivered while this attempt was in flight: the request to send it again wins over this outcome.
+    requeued = current is not None and current.updated_at != item.updated_at
     common = {
         "attempts": attempts,
         "last_status_code": attempt.status_code,
@@ -137,6 +140,9 @@ def record(uow: UnitOfWork, workspace_id: str, endpoint_id: str, item: Any, atte
         "last_attempt_at": uow.now,
         "updated_at": uow.now,
     }
+    if requeued:
+        repo.update_delivery(uow.conn, workspace_id, item.id, last_error=attempt.error, **common)
+        return attempt.ok and endpoint.active
     if attempt.ok:
         repo.update_delivery(
             uow.conn, workspace_id, item.id, status="delivered", last_error=None, next_attempt_at=None, delivered_at=uow.now, **common
