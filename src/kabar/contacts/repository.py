@@ -91,13 +91,15 @@ def search(conn: Connection, q: str) -> Search | None:
     matches = select(literal_column("rowid")).select_from(text("contacts_fts")).where(
         text("contacts_fts MATCH :fts_query").bindparams(fts_query=expression)
     )
-    clauses = [_contains(term) for term in terms if len(term) < TRIGRAM]
-    clauses.append(literal_column("contacts.rowid").in_(matches.scalar_subquery()))
-    # SQLite keeps no statistics here, so it would always walk the workspace's newest-first
-    # index and test each row against the match list: fine when matches are common (the first
-    # page fills fast), slow when they are few. Count the matches (capped, from the FTS index
-    # alone) and let the few drive the query.
+    # Walking the workspace's newest-first index and testing each row against the match list is
+    # fast when matches are common (the first page fills at once), slow when they are few; reading
+    # the matches by rowid and sorting them is the reverse. SQLite cannot tell the two apart
+    # (without ANALYZE it always walks; with it, it may sort 50,000 matches), so count the matches
+    # (capped, from the FTS index alone) and write the query so that it has one way to run.
     few = conn.execute(_COUNT_MATCHES, {"fts_query": expression, "cap": FTS_DRIVES_BELOW}).scalar_one() < FTS_DRIVES_BELOW
+    clauses = [_contains(term) for term in terms if len(term) < TRIGRAM]
+    rowid = literal_column("contacts.rowid" if few else "+contacts.rowid")  # "+": not usable to look rows up
+    clauses.append(rowid.in_(matches.scalar_subquery()))
     return Search(and_(*clauses), fts_driven=few)
 
 
