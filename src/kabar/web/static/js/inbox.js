@@ -365,7 +365,11 @@ async function openConversation(id, { push = false } = {}) {
     state.conversations.set(id, fresh);
     if (state.rows.has(id)) placeConversation(fresh);
     updateThreadHeader(fresh);
-    for (const message of page.data) state.messages.set(message.id, message);
+    // An event that arrived while the page was loading may be newer than the page's copy.
+    for (const message of page.data) {
+      const known = state.messages.get(message.id);
+      if (!known || isNewer(message, known)) state.messages.set(message.id, message);
+    }
     state.olderCursor = page.next_cursor;
     renderThread({ keepScroll: false });
     markRead(fresh);
