@@ -154,6 +154,7 @@ async def stop_runtime(app: Litestar) -> None:
         await hook(runtime)
     if runtime.jobs:
         await runtime.jobs.stop()
+    await runtime.auth.key_usage.drain()
     await runtime.hub.stop()
     await runtime.db.dispose()
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
 from kabar.db import tables as t
 from kabar.db.types import utcnow
 from kabar.ids import token_hash
-from tests.helpers import PASSWORD, Caller, assert_problem, make_tenant, new_user
+from tests.helpers import PASSWORD, Caller, assert_problem, make_tenant, new_user, wait_for
 
 
 async def members_of(tenant) -> dict[str, str]:  # noqa: ANN001
@@ -192,6 +192,25 @@ async def test_api_key_shown_once_stored_hashed_and_revocable(client, tenant):
     assert_problem(await client.delete(f"{tenant.base}/api-keys/{key['id']}", headers=tenant.owner.headers), 404)
     listed = (await client.get(f"{tenant.base}/api-keys", headers=tenant.owner.headers)).json()["data"]
     assert listed[0]["revoked_at"] is not None
+
+
+async def test_api_key_last_used_at_follows_its_use(client, tenant):
+    key = await create_key(tenant, "toko-online")
+
+    async def listed() -> dict:
+        response = await client.get(f"{tenant.base}/api-keys", headers=tenant.owner.headers)
+        return next(k for k in response.json()["data"] if k["id"] == key["id"])
+
+    assert (await listed())["last_used_at"] is None  # created, never used
+    before = utcnow()
+    assert (await client.get(f"{tenant.base}/contacts", headers=Caller(token=key["secret"]).headers)).status_code == 200
+
+    async def used() -> str | None:
+        return (await listed())["last_used_at"]
+
+    stamp = await wait_for(used, what="last_used_at to be recorded")
+    assert datetime.fromisoformat(stamp.replace("Z", "+00:00")) >= before - timedelta(seconds=1)
+    assert_problem(await client.get(tenant.base, headers=Caller(token=key["secret"][:-1] + "x").headers), 401)
 
 
 # -- invitations ------------------------------------------------------------------------------

@@ -93,6 +93,10 @@ def api_key_by_id(conn: Connection, key_id: str) -> Any:
     return conn.execute(_API_KEY_BY_ID, {"key_id": key_id}).first()
 
 
+def touch_api_key(conn: Connection, key_id: str, now: datetime) -> None:
+    conn.execute(update(t.api_keys).where(t.api_keys.c.id == key_id).values(last_used_at=now))
+
+
 def identity_user(conn: Connection, issuer: str, subject: str) -> Any:
     return conn.execute(
         select(t.users)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import hashlib
+import hmac
+import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +25,8 @@ from kabar.db.types import utcnow
 from kabar.db.uow import UnitOfWork
 from kabar.errors import invalid, not_found, unauthorized
 from kabar.ids import new_token, token_hash
+
+log = logging.getLogger("kabar.auth")
 
 SESSION_PREFIX = "kst_"
 API_KEY_PREFIX = "kbr_"
@@ -135,6 +140,7 @@ class Authenticator:
         self.db = db
         self.idp = idp
         self.cache = CredentialCache(settings.auth_cache_seconds)
+        self.key_usage = KeyUsage(db)
         db.on_commit(credential_cache.after_commit)
 
     async def resolve(self, token: str, *, workspace_id: str | None, via_cookie: bool = False) -> tuple[Principal, Role | None]:
@@ -143,11 +149,14 @@ class Authenticator:
         key = (token, workspace_id, via_cookie)
         resolved = self.cache.get(key)
         if resolved is not None:
+            if resolved[0].api_key_id is not None:
+                self.key_usage.used(resolved[0].api_key_id)
             return resolved
         generation = self.cache.generation()
         if token.startswith(API_KEY_PREFIX):
             resolved = await self.db.read(self._api_key, token, workspace_id)
             valid_for = None
+            self.key_usage.used(resolved[0].api_key_id)
         elif token.startswith(SESSION_PREFIX):
             resolved, valid_for = await self.db.read(self._session, token, workspace_id, via_cookie)
         elif token.count(".") == 2:
@@ -209,6 +218,41 @@ class Authenticator:
             # Not a member (or another workspace's key): the workspace does not exist for them.
             raise not_found("Workspace")
         return Scope(workspace_id, role, principal)
+
+
+class KeyUsage:
+    """Keeps ``api_keys.last_used_at`` current to the minute without a write per request: a key's
+    use is written in the background when this process has not written it for ``RESOLUTION``."""
+
+    RESOLUTION = 60.0  # seconds
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._written: dict[str, float] = {}  # key id -> monotonic time of its last write
+        self._writes: set[asyncio.Task[None]] = set()  # held so they are not collected mid-flight
+
+    def used(self, key_id: str) -> None:
+        now = time.monotonic()
+        last = self._written.get(key_id)
+        if last is not None and now - last < self.RESOLUTION:
+            return
+        if len(self._written) >= 10_000:  # keys are few; bound it anyway
+            self._written.clear()
+        self._written[key_id] = now
+        task = asyncio.create_task(self._write(key_id))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def drain(self) -> None:
+        """At shutdown: let the writes in flight finish."""
+        await asyncio.gather(*self._writes, return_exceptions=True)
+
+    async def _write(self, key_id: str) -> None:
+        try:
+            await self.db.transaction(lambda uow: repo.touch_api_key(uow.conn, key_id, uow.now))
+        except Exception as exc:  # noqa: BLE001 - a missed "last used" must never fail a request
+            self._written.pop(key_id, None)  # try again on the next use
+            log.warning("could not record the use of API key %s: %s", key_id, exc)
 
 
 def _link_or_provision(uow: UnitOfWork, issuer: str, subject: str, email: str | None) -> Any:
