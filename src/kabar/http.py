@@ -119,7 +119,7 @@ async def workspace_hook(request: Request) -> None:
         request.scope[_SCOPE_KEY] = await _resolve_scope(request, request.scope["path_params"]["ws"])  # type: ignore[typeddict-unknown-key]
 
 
-class JSONBody:
+class EncodedJSON:
     """A 200 response whose JSON body is already encoded: two ASGI messages and nothing else, for
     the hot read paths (Litestar's Response objects cost more than the rest of such a request).
     ``KabarMiddleware`` adds the headers every response gets."""

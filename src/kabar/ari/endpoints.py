@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, patch, post, put
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from kabar.ari import schemas as s
@@ -39,86 +39,94 @@ class AriController(Controller):
     dependencies = {"ctx": Provide(provide_scope)}
 
     @get("/config")
-    async def get_config(self, request: Request, ctx: Scope) -> s.ConfigOut:
+    async def get_config(self, request: Request, ctx: NamedDependency[Scope]) -> s.ConfigOut:
         return await runtime_of(request).db.read(service.get_config, ctx)
 
     @put("/config")
-    async def put_config(self, request: Request, ctx: Scope, data: s.ConfigIn) -> s.ConfigOut:
+    async def put_config(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.ConfigIn]) -> s.ConfigOut:
         runtime = runtime_of(request)
         return await runtime.db.transaction(service.put_config, ctx, data, runtime.cipher)
 
     @get("/scoring")
-    async def get_scoring(self, request: Request, ctx: Scope) -> s.ScoringOut:
+    async def get_scoring(self, request: Request, ctx: NamedDependency[Scope]) -> s.ScoringOut:
         return await runtime_of(request).db.read(service.get_scoring, ctx)
 
     @put("/scoring")
-    async def put_scoring(self, request: Request, ctx: Scope, data: s.ScoringIn) -> s.ScoringOut:
+    async def put_scoring(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.ScoringIn]) -> s.ScoringOut:
         return await runtime_of(request).db.transaction(service.put_scoring, ctx, data)
 
     @get("/flow-stages")
-    async def list_flow_stages(self, request: Request, ctx: Scope) -> dict[str, Any]:
+    async def list_flow_stages(self, request: Request, ctx: NamedDependency[Scope]) -> dict[str, Any]:
         return await runtime_of(request).db.read(service.list_flow_stages, ctx)
 
     @post("/flow-stages", status_code=HTTP_201_CREATED)
-    async def create_flow_stage(self, request: Request, ctx: Scope, data: s.FlowStageIn) -> s.FlowStageOut:
+    async def create_flow_stage(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.FlowStageIn]) -> s.FlowStageOut:
         return await runtime_of(request).db.transaction(service.create_flow_stage, ctx, data)
 
     @patch("/flow-stages/{item_id:str}")
-    async def update_flow_stage(self, request: Request, ctx: Scope, item_id: str, data: s.FlowStagePatch) -> s.FlowStageOut:
+    async def update_flow_stage(
+        self, request: Request, ctx: NamedDependency[Scope], item_id: FromPath[str], data: JSONBody[s.FlowStagePatch]
+    ) -> s.FlowStageOut:
         return await runtime_of(request).db.transaction(service.update_flow_stage, ctx, item_id, data)
 
     @delete("/flow-stages/{item_id:str}", status_code=HTTP_204_NO_CONTENT)
-    async def delete_flow_stage(self, request: Request, ctx: Scope, item_id: str) -> None:
+    async def delete_flow_stage(self, request: Request, ctx: NamedDependency[Scope], item_id: FromPath[str]) -> None:
         await runtime_of(request).db.transaction(service.delete_flow_stage, ctx, item_id)
 
     @get("/knowledge")
-    async def list_knowledge(self, request: Request, ctx: Scope) -> dict[str, Any]:
+    async def list_knowledge(self, request: Request, ctx: NamedDependency[Scope]) -> dict[str, Any]:
         return await runtime_of(request).db.read(service.list_knowledge, ctx)
 
     @post("/knowledge", status_code=HTTP_201_CREATED)
-    async def create_knowledge(self, request: Request, ctx: Scope, data: s.KnowledgeIn) -> s.KnowledgeOut:
+    async def create_knowledge(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.KnowledgeIn]) -> s.KnowledgeOut:
         return await runtime_of(request).db.transaction(service.create_knowledge, ctx, data)
 
     @patch("/knowledge/{item_id:str}")
-    async def update_knowledge(self, request: Request, ctx: Scope, item_id: str, data: s.KnowledgePatch) -> s.KnowledgeOut:
+    async def update_knowledge(
+        self, request: Request, ctx: NamedDependency[Scope], item_id: FromPath[str], data: JSONBody[s.KnowledgePatch]
+    ) -> s.KnowledgeOut:
         return await runtime_of(request).db.transaction(service.update_knowledge, ctx, item_id, data)
 
     @delete("/knowledge/{item_id:str}", status_code=HTTP_204_NO_CONTENT)
-    async def delete_knowledge(self, request: Request, ctx: Scope, item_id: str) -> None:
+    async def delete_knowledge(self, request: Request, ctx: NamedDependency[Scope], item_id: FromPath[str]) -> None:
         await runtime_of(request).db.transaction(service.delete_knowledge, ctx, item_id)
 
     @get("/slots")
-    async def list_slots(self, request: Request, ctx: Scope) -> dict[str, Any]:
+    async def list_slots(self, request: Request, ctx: NamedDependency[Scope]) -> dict[str, Any]:
         return await runtime_of(request).db.read(service.list_slots, ctx)
 
     @post("/slots", status_code=HTTP_201_CREATED)
-    async def create_slot(self, request: Request, ctx: Scope, data: s.SlotIn) -> s.SlotOut:
+    async def create_slot(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.SlotIn]) -> s.SlotOut:
         return await runtime_of(request).db.transaction(service.create_slot, ctx, data)
 
     @patch("/slots/{item_id:str}")
-    async def update_slot(self, request: Request, ctx: Scope, item_id: str, data: s.SlotPatch) -> s.SlotOut:
+    async def update_slot(
+        self, request: Request, ctx: NamedDependency[Scope], item_id: FromPath[str], data: JSONBody[s.SlotPatch]
+    ) -> s.SlotOut:
         return await runtime_of(request).db.transaction(service.update_slot, ctx, item_id, data)
 
     @delete("/slots/{item_id:str}", status_code=HTTP_204_NO_CONTENT)
-    async def delete_slot(self, request: Request, ctx: Scope, item_id: str) -> None:
+    async def delete_slot(self, request: Request, ctx: NamedDependency[Scope], item_id: FromPath[str]) -> None:
         await runtime_of(request).db.transaction(service.delete_slot, ctx, item_id)
 
     @get("/appointments")
     async def list_appointments(
         self,
         request: Request,
-        ctx: Scope,
-        start: str | None = Parameter(query="from", default=None),
-        end: str | None = Parameter(query="to", default=None),
-        cursor: str | None = None,
-        limit: int | None = None,
+        ctx: NamedDependency[Scope],
+        start: Annotated[str | None, QueryParameter(name="from")] = None,
+        end: Annotated[str | None, QueryParameter(name="to")] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = None,
     ) -> dict[str, Any]:
         return await runtime_of(request).db.read(
             service.list_appointments, ctx, start=_instant("from", start), end=_instant("to", end), cursor=cursor, limit=clamp_limit(limit)
         )
 
     @patch("/appointments/{item_id:str}")
-    async def update_appointment(self, request: Request, ctx: Scope, item_id: str, data: s.AppointmentPatch) -> s.AppointmentOut:
+    async def update_appointment(
+        self, request: Request, ctx: NamedDependency[Scope], item_id: FromPath[str], data: JSONBody[s.AppointmentPatch]
+    ) -> s.AppointmentOut:
         return await runtime_of(request).db.transaction(service.update_appointment, ctx, item_id, data)
 
 
@@ -138,7 +146,7 @@ def _instant(name: str, value: str | None) -> datetime | None:
 
 
 @get("/v1/workspaces/{ws:str}/conversations/{conversation_id:str}/ari", tags=["ari"], dependencies={"ctx": Provide(provide_scope)})
-async def conversation_ari(request: Request, ctx: Scope, conversation_id: str) -> s.ConversationAriOut:
+async def conversation_ari(request: Request, ctx: NamedDependency[Scope], conversation_id: FromPath[str]) -> s.ConversationAriOut:
     return await runtime_of(request).db.read(service.conversation_ari, ctx, conversation_id)
 
 

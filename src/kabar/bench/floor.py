@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Response, get
+from litestar.params import FromPath, FromQuery
 
 
 class FloorContact(msgspec.Struct):
@@ -38,7 +39,7 @@ def create_floor_app() -> Litestar:
         sql = SQL.format(p1="?", p2="?")
 
         @get("/floor/{ws:str}/contact")
-        async def lookup(ws: str, phone: str) -> Response:
+        async def lookup(ws: FromPath[str], phone: FromQuery[str]) -> Response:
             row = conn.execute(sql, (ws, phone)).fetchone()
             if row is None:
                 return Response({"found": False})
@@ -58,7 +59,7 @@ def create_floor_app() -> Litestar:
         await state["pool"].close()
 
     @get("/floor/{ws:str}/contact")
-    async def lookup_pg(ws: str, phone: str) -> Response:
+    async def lookup_pg(ws: FromPath[str], phone: FromQuery[str]) -> Response:
         row = await state["pool"].fetchrow(sql, ws, phone)
         if row is None:
             return Response({"found": False})

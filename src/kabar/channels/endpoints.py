@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, get, post, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 from sqlalchemy.exc import IntegrityError
 
 from kabar.auth.scope import Scope
@@ -25,12 +26,12 @@ class ChannelController(Controller):
     dependencies = {"ctx": Provide(provide_scope)}
 
     @get("/")
-    async def read(self, request: Request, ctx: Scope) -> s.ChannelOut:
+    async def read(self, request: Request, ctx: NamedDependency[Scope]) -> s.ChannelOut:
         runtime = runtime_of(request)
         return await runtime.db.read(service.get_channel, ctx, runtime.cipher)
 
     @put("/")
-    async def replace(self, request: Request, ctx: Scope, data: s.ChannelIn) -> s.ChannelOut:
+    async def replace(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.ChannelIn]) -> s.ChannelOut:
         runtime = runtime_of(request)
         try:
             return await runtime.db.transaction(service.put_channel, ctx, data, runtime.cipher, runtime.settings)
@@ -38,7 +39,7 @@ class ChannelController(Controller):
             raise conflict("This phone_number_id is connected to another workspace", slug="phone-number-id-taken") from exc
 
     @post("/test", status_code=200)
-    async def send_test(self, request: Request, ctx: Scope, data: s.ChannelTestIn) -> s.ChannelTestOut:
+    async def send_test(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.ChannelTestIn]) -> s.ChannelTestOut:
         """Send one text now through the configured provider (the settings page's connection check)."""
         return await check.send_test_message(runtime_of(request), ctx, data)
 

@@ -8,9 +8,8 @@ from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import UploadFile
-from litestar.di import Provide
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.exc import IntegrityError
@@ -20,11 +19,11 @@ from kabar.contacts import csv_io, service
 from kabar.contacts import schemas as s
 from kabar.contacts.repository import ContactFilters
 from kabar.errors import bad_request, invalid
-from kabar.http import JSONBody, clamp_limit, decode_cursor, encode_cursor, provide_scope, runtime_of, scope_of
+from kabar.http import EncodedJSON, clamp_limit, decode_cursor, encode_cursor, provide_scope, runtime_of, scope_of
 from kabar.idempotency import fingerprint, run_idempotent
 
 T = TypeVar("T")
-Many = Annotated[list[str] | None, Parameter(required=False)]
+Many = Annotated[list[str] | None, QueryParameter(required=False)]
 JSON = "application/json"
 CSV = "text/csv; charset=utf-8"
 IMPORT_MAX_BYTES = 16 * 1024 * 1024
@@ -45,7 +44,10 @@ def _next(keyset: tuple[datetime, str] | None) -> str | None:
 
 
 async def provide_filters(
-    q: str | None = None, lead_status: Many = None, tag: Many = None, assignee_id: str | None = None
+    q: FromQuery[str | None] = None,
+    lead_status: Many = None,
+    tag: Many = None,
+    assignee_id: FromQuery[str | None] = None,
 ) -> ContactFilters:
     """The list filters (``lead_status`` and ``tag`` may repeat: any of them matches)."""
     if q is not None and len(q) > 200:
@@ -99,25 +101,30 @@ class ContactsController(Controller):
 
     @get("/")
     async def list_contacts(
-        self, request: Request, ctx: Scope, filters: ContactFilters, cursor: str | None = None, limit: int | None = None
+        self,
+        request: Request,
+        ctx: NamedDependency[Scope],
+        filters: NamedDependency[ContactFilters],
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = None,
     ) -> dict[str, Any]:
         data, keyset = await runtime_of(request).db.read(service.list_contacts, ctx, filters, _after(cursor), clamp_limit(limit))
         return {"data": data, "next_cursor": _next(keyset)}
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create(self, request: Request, ctx: Scope, data: s.ContactCreate) -> Response:
+    async def create(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.ContactCreate]) -> Response:
         return await _create(request, ctx, "contacts.create", service.create_contact, data)
 
     @get("/by-phone")
-    async def by_phone(self, request: Request, ws: FromPath[str], phone: str | None = None) -> JSONBody:
+    async def by_phone(self, request: Request, ws: FromPath[str], phone: FromQuery[str | None] = None) -> EncodedJSON:
         """The bots' hot path, kept lean: the caller's Scope straight from the workspace hook (no
         dependency injection; ``ws`` is declared for the OpenAPI schema), the body encoded once to
         bytes, sent as is."""
         body = await service.phone_context_json(runtime_of(request).db, scope_of(request), phone)
-        return JSONBody(body)
+        return EncodedJSON(body)
 
     @get("/export.csv", media_type=CSV)
-    async def export(self, request: Request, ctx: Scope, filters: ContactFilters) -> Stream:
+    async def export(self, request: Request, ctx: NamedDependency[Scope], filters: NamedDependency[ContactFilters]) -> Stream:
         chunks = await service.export_csv(runtime_of(request).db, ctx, filters)
         return Stream(chunks, media_type=CSV, headers=_attachment("contacts"))
 
@@ -125,9 +132,9 @@ class ContactsController(Controller):
     async def import_csv(
         self,
         request: Request,
-        ctx: Scope,
-        data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
-        dry_run: bool = False,
+        ctx: NamedDependency[Scope],
+        data: MultipartBody[dict[str, Any]],
+        dry_run: FromQuery[bool] = False,
     ) -> s.ImportResult:
         """Preview (``dry_run=true``) or apply a contacts CSV (multipart field ``file``)."""
         ctx.require("contacts.import")
@@ -141,51 +148,69 @@ class ContactsController(Controller):
         return await db.transaction(service.commit_import, ctx, rows)
 
     @post("/merge", status_code=HTTP_200_OK)
-    async def merge(self, request: Request, ctx: Scope, data: s.MergeRequest) -> s.ContactOut:
+    async def merge(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.MergeRequest]) -> s.ContactOut:
         return await runtime_of(request).db.transaction(service.merge_contacts, ctx, data)
 
     @get("/{contact_id:str}")
-    async def read(self, request: Request, ctx: Scope, contact_id: str) -> s.ContactOut:
+    async def read(self, request: Request, ctx: NamedDependency[Scope], contact_id: FromPath[str]) -> s.ContactOut:
         return await runtime_of(request).db.read(service.get_contact, ctx, contact_id)
 
     @patch("/{contact_id:str}")
-    async def update(self, request: Request, ctx: Scope, contact_id: str, data: s.ContactUpdate) -> s.ContactOut:
+    async def update(
+        self, request: Request, ctx: NamedDependency[Scope], contact_id: FromPath[str], data: JSONBody[s.ContactUpdate]
+    ) -> s.ContactOut:
         db = runtime_of(request).db
         return await _retry_on_race(lambda: db.transaction(service.update_contact, ctx, contact_id, data))
 
     @delete("/{contact_id:str}", status_code=HTTP_204_NO_CONTENT)
-    async def remove(self, request: Request, ctx: Scope, contact_id: str) -> None:
+    async def remove(self, request: Request, ctx: NamedDependency[Scope], contact_id: FromPath[str]) -> None:
         await runtime_of(request).db.transaction(service.delete_contact, ctx, contact_id)
 
     # -- notes and tasks ----------------------------------------------------------------------
 
     @get("/{contact_id:str}/notes")
     async def list_notes(
-        self, request: Request, ctx: Scope, contact_id: str, cursor: str | None = None, limit: int | None = None
+        self,
+        request: Request,
+        ctx: NamedDependency[Scope],
+        contact_id: FromPath[str],
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = None,
     ) -> dict[str, Any]:
         data, keyset = await runtime_of(request).db.read(service.list_notes, ctx, contact_id, _after(cursor), clamp_limit(limit))
         return {"data": data, "next_cursor": _next(keyset)}
 
     @post("/{contact_id:str}/notes", status_code=HTTP_201_CREATED)
-    async def create_note(self, request: Request, ctx: Scope, contact_id: str, data: s.NoteCreate) -> Response:
+    async def create_note(
+        self, request: Request, ctx: NamedDependency[Scope], contact_id: FromPath[str], data: JSONBody[s.NoteCreate]
+    ) -> Response:
         return await _create(request, ctx, f"contacts.notes.create:{contact_id}", service.create_note, contact_id, data)
 
     @get("/{contact_id:str}/notes/export.csv", media_type=CSV)
-    async def export_notes(self, request: Request, ctx: Scope, contact_id: str) -> Stream:
+    async def export_notes(self, request: Request, ctx: NamedDependency[Scope], contact_id: FromPath[str]) -> Stream:
         chunks = await service.export_notes_csv(runtime_of(request).db, ctx, contact_id)
         return Stream(chunks, media_type=CSV, headers=_attachment("notes"))
 
     @patch("/{contact_id:str}/notes/{note_id:str}")
-    async def update_note(self, request: Request, ctx: Scope, contact_id: str, note_id: str, data: s.NoteUpdate) -> s.NoteOut:
+    async def update_note(
+        self,
+        request: Request,
+        ctx: NamedDependency[Scope],
+        contact_id: FromPath[str],
+        note_id: FromPath[str],
+        data: JSONBody[s.NoteUpdate],
+    ) -> s.NoteOut:
         return await runtime_of(request).db.transaction(service.update_note, ctx, contact_id, note_id, data)
 
     @delete("/{contact_id:str}/notes/{note_id:str}", status_code=HTTP_204_NO_CONTENT)
-    async def remove_note(self, request: Request, ctx: Scope, contact_id: str, note_id: str) -> None:
+    async def remove_note(
+        self, request: Request, ctx: NamedDependency[Scope], contact_id: FromPath[str], note_id: FromPath[str]
+    ) -> None:
         await runtime_of(request).db.transaction(service.delete_note, ctx, contact_id, note_id)
 
 
 @get("/v1/workspaces/{ws:str}/notes/export.csv", media_type=CSV, tags=["contacts"], dependencies={"ctx": Provide(provide_scope)})
-async def export_workspace_notes(request: Request, ctx: Scope) -> Stream:
+async def export_workspace_notes(request: Request, ctx: NamedDependency[Scope]) -> Stream:
     """Every note and task of the workspace (of the contacts the caller may see), newest first."""
     chunks = await service.export_notes_csv(runtime_of(request).db, ctx, None)
     return Stream(chunks, media_type=CSV, headers=_attachment("notes"))

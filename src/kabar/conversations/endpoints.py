@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Request, get, patch, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from kabar.auth.scope import Scope
 from kabar.contacts.schemas import LEAD_STATUSES
@@ -20,9 +20,9 @@ from kabar.conversations.schemas import (
     ConversationPatch,
 )
 from kabar.errors import invalid_fields
-from kabar.http import JSONBody, clamp_limit, provide_scope, runtime_of, scope_of
+from kabar.http import EncodedJSON, clamp_limit, provide_scope, runtime_of, scope_of
 
-Many = Annotated[list[str] | None, Parameter(required=False)]
+Many = Annotated[list[str] | None, QueryParameter(required=False)]
 
 
 def _filters(
@@ -63,33 +63,35 @@ class ConversationsController(Controller):
         self,
         request: Request,
         ws: FromPath[str],  # declared for the OpenAPI schema; the scope comes from the workspace hook
-        unread: bool | None = None,
+        unread: FromQuery[bool | None] = None,
         status: Many = None,
         lead_status: Many = None,
         tag: Many = None,
-        assignee_id: str | None = None,
-        q: str | None = None,
-        cursor: str | None = None,
-        limit: int | None = None,
-    ) -> JSONBody:
+        assignee_id: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int | None] = None,
+    ) -> EncodedJSON:
         """The inbox's hot path: the caller's Scope straight from the workspace hook (no
         dependency injection), the page encoded once to bytes (a ``ConversationPage``)."""
         filters = _filters(unread, status, lead_status, tag, assignee_id, q)
         body = await service.list_conversations_json(
             runtime_of(request).db, scope_of(request), filters, limit=clamp_limit(limit), cursor=cursor
         )
-        return JSONBody(body)
+        return EncodedJSON(body)
 
     @get("/{conversation_id:str}")
-    async def read(self, request: Request, ctx: Scope, conversation_id: str) -> ConversationOut:
+    async def read(self, request: Request, ctx: NamedDependency[Scope], conversation_id: FromPath[str]) -> ConversationOut:
         return await runtime_of(request).db.read(service.get_conversation, ctx, conversation_id)
 
     @patch("/{conversation_id:str}")
-    async def update(self, request: Request, ctx: Scope, conversation_id: str, data: ConversationPatch) -> ConversationOut:
+    async def update(
+        self, request: Request, ctx: NamedDependency[Scope], conversation_id: FromPath[str], data: JSONBody[ConversationPatch]
+    ) -> ConversationOut:
         return await runtime_of(request).db.transaction(service.update_conversation, ctx, conversation_id, data)
 
     @post("/{conversation_id:str}/read", status_code=200)
-    async def mark_read(self, request: Request, ctx: Scope, conversation_id: str) -> ConversationOut:
+    async def mark_read(self, request: Request, ctx: NamedDependency[Scope], conversation_id: FromPath[str]) -> ConversationOut:
         return await runtime_of(request).db.transaction(service.mark_read, ctx, conversation_id)
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from kabar.channels import service as channels
 from kabar.crypto import constant_time_equals
 from kabar.errors import Problem
-from kabar.http import JSONBody, runtime_of
+from kabar.http import EncodedJSON, runtime_of
 from kabar.ingest import service
 
 # Meta payloads can reach 3 MB (wire-formats §3.3); leave room above that.
@@ -17,25 +19,25 @@ WEBHOOK_MAX_BODY = 4 * 1024 * 1024
 
 
 @post("/webhooks/kapso", status_code=200, request_max_body_size=WEBHOOK_MAX_BODY, tags=["webhooks"])
-async def kapso_webhook(request: Request) -> JSONBody:
+async def kapso_webhook(request: Request) -> EncodedJSON:
     """Kapso v2 events (single or batched) and Kapso-forwarded Meta payloads."""
     raw = await request.body()
-    return JSONBody(msgspec.json.encode(await service.receive(runtime_of(request), "kapso", raw, request.headers)))
+    return EncodedJSON(msgspec.json.encode(await service.receive(runtime_of(request), "kapso", raw, request.headers)))
 
 
 @post("/webhooks/meta", status_code=200, request_max_body_size=WEBHOOK_MAX_BODY, tags=["webhooks"])
-async def meta_webhook(request: Request) -> JSONBody:
+async def meta_webhook(request: Request) -> EncodedJSON:
     """Meta WhatsApp Cloud API webhooks (``X-Hub-Signature-256``)."""
     raw = await request.body()
-    return JSONBody(msgspec.json.encode(await service.receive(runtime_of(request), "meta", raw, request.headers)))
+    return EncodedJSON(msgspec.json.encode(await service.receive(runtime_of(request), "meta", raw, request.headers)))
 
 
 @get("/webhooks/meta", tags=["webhooks"], media_type="text/plain")
 async def meta_verify(
     request: Request,
-    mode: str | None = Parameter(query="hub.mode", default=None),
-    token: str | None = Parameter(query="hub.verify_token", default=None),
-    challenge: str | None = Parameter(query="hub.challenge", default=None),
+    mode: Annotated[str | None, QueryParameter(name="hub.mode")] = None,
+    token: Annotated[str | None, QueryParameter(name="hub.verify_token")] = None,
+    challenge: Annotated[str | None, QueryParameter(name="hub.challenge")] = None,
 ) -> Response[str]:
     """Meta's subscription handshake: echo ``hub.challenge`` when the verify token is one of ours."""
     if mode != "subscribe" or not token or challenge is None:

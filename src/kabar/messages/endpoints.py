@@ -8,7 +8,8 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import File
 
 from kabar.auth.scope import Scope
@@ -38,18 +39,20 @@ class MessagesController(Controller):
     async def history(
         self,
         request: Request,
-        ctx: Scope,
-        conversation_id: str,
-        before: str | None = None,
-        cursor: str | None = None,  # the same as `before`, under the list convention's name
-        limit: int | None = None,
+        ctx: NamedDependency[Scope],
+        conversation_id: FromPath[str],
+        before: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,  # the same as `before`, under the list convention's name
+        limit: FromQuery[int | None] = None,
     ) -> MessagePage:
         return await runtime_of(request).db.read(
             service.list_messages, ctx, conversation_id, before=before or cursor, limit=clamp_limit(limit)
         )
 
     @post("/", status_code=202)
-    async def send(self, request: Request, ctx: Scope, conversation_id: str, data: MessageCreate) -> Response[Any]:
+    async def send(
+        self, request: Request, ctx: NamedDependency[Scope], conversation_id: FromPath[str], data: JSONBody[MessageCreate]
+    ) -> Response[Any]:
         await runtime_of(request).limiter.hit("send", ctx.workspace_id)  # per workspace, across processes
         status, body = await run_idempotent(
             runtime_of(request).db,
@@ -64,7 +67,14 @@ class MessagesController(Controller):
         return Response(body, status_code=status)
 
     @post("/{message_id:str}/reactions", status_code=202)
-    async def react(self, request: Request, ctx: Scope, conversation_id: str, message_id: str, data: ReactionIn) -> MessageOut:
+    async def react(
+        self,
+        request: Request,
+        ctx: NamedDependency[Scope],
+        conversation_id: FromPath[str],
+        message_id: FromPath[str],
+        data: JSONBody[ReactionIn],
+    ) -> MessageOut:
         """Set the business's reaction (``{"emoji": "👍"}``) or remove it (``{"emoji": ""}``);
         WhatsApp gets it from a job. Returns the message with its ``reactions``."""
         await runtime_of(request).limiter.hit("send", ctx.workspace_id)
@@ -73,7 +83,7 @@ class MessagesController(Controller):
 
 @post("/v1/workspaces/{ws:str}/conversations/{conversation_id:str}/typing", status_code=204,
       dependencies={"ctx": Provide(provide_scope)}, tags=["messages"])
-async def typing(request: Request, ctx: Scope, conversation_id: str) -> None:
+async def typing(request: Request, ctx: NamedDependency[Scope], conversation_id: FromPath[str]) -> None:
     """Show the customer that staff are typing (the inbox calls this at most every ~20 s while
     someone types; WhatsApp's indicator lasts about 25 s)."""
     await runtime_of(request).limiter.hit("send", ctx.workspace_id)
@@ -86,7 +96,7 @@ class UploadsController(Controller):
     dependencies = {"ctx": Provide(provide_scope)}
 
     @post("/", status_code=201, request_max_body_size=UPLOAD_BODY_LIMIT)
-    async def upload(self, request: Request, ctx: Scope) -> UploadOut:
+    async def upload(self, request: Request, ctx: NamedDependency[Scope]) -> UploadOut:
         ctx.require("messages.send")
         runtime = runtime_of(request)
         form = await request.form()
@@ -118,7 +128,7 @@ class UploadsController(Controller):
             raise
 
     @get("/{upload_id:str}")
-    async def download(self, request: Request, ctx: Scope, upload_id: str) -> File:
+    async def download(self, request: Request, ctx: NamedDependency[Scope], upload_id: FromPath[str]) -> File:
         runtime = runtime_of(request)
         row = await runtime.db.read(service.get_upload, ctx, upload_id)
         return File(

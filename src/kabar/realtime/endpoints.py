@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Request, WebSocket, get, websocket
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import WebSocketDisconnect
+from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from kabar.auth.scope import Scope
@@ -56,7 +57,9 @@ PONG = ws_message({"op": "pong"})
 
 
 @get("/v1/workspaces/{ws:str}/events", dependencies={"ctx": Provide(provide_scope)}, tags=["realtime"])
-async def list_events(request: Request, ctx: Scope, since: int | None = None, limit: int | None = None) -> dict[str, Any]:
+async def list_events(
+    request: Request, ctx: NamedDependency[Scope], since: FromQuery[int | None] = None, limit: FromQuery[int | None] = None
+) -> dict[str, Any]:
     """Events after ``since`` in seq order, for polling clients and resync checks.
 
     ``next_since`` is where the next poll starts; ``resync`` is true when ``since`` is older than
@@ -73,7 +76,7 @@ async def list_events(request: Request, ctx: Scope, since: int | None = None, li
 
 
 @get("/v1/workspaces/{ws:str}/events/stream", dependencies={"ctx": Provide(provide_scope)}, tags=["realtime"])
-async def stream_events(request: Request, ctx: Scope, since: int | None = None) -> ServerSentEvent:
+async def stream_events(request: Request, ctx: NamedDependency[Scope], since: FromQuery[int | None] = None) -> ServerSentEvent:
     """The log as Server-Sent Events: ``id`` = seq, data = ``{seq, type, data, created_at}``.
 
     Resumes after ``Last-Event-ID`` (sent by EventSource on reconnect) or ``since``; without
@@ -133,7 +136,7 @@ def _same_origin(socket: WebSocket) -> bool:
 
 
 @websocket("/v1/workspaces/{ws:str}/realtime")
-async def realtime_socket(socket: WebSocket, ws: str) -> None:
+async def realtime_socket(socket: WebSocket, ws: FromPath[str]) -> None:
     runtime = runtime_of(socket)
     await socket.accept()
     try:

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response, get
 from litestar.datastructures import CacheControlHeader
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
@@ -192,7 +193,7 @@ async def home(request: Request) -> Response[Any]:
 
 
 @get("/login", include_in_schema=False)
-async def login_page(request: Request, next: str | None = None) -> Response[Any]:  # noqa: A002
+async def login_page(request: Request, next: FromQuery[str | None] = None) -> Response[Any]:  # noqa: A002
     target = _safe_next(next)
     if await _session_user(request) is not None:
         return Redirect(target or "/", status_code=303)
@@ -202,7 +203,7 @@ async def login_page(request: Request, next: str | None = None) -> Response[Any]
 
 
 @get("/accept-invite", include_in_schema=False)
-async def accept_invite_page(token: str | None = None) -> Response[str]:
+async def accept_invite_page(token: FromQuery[str | None] = None) -> Response[str]:
     return render("accept_invite.html", token=token or "")
 
 
@@ -231,32 +232,32 @@ async def _workspace_page(request: Request, ws: str, template: str, page: str, *
 
 
 @get("/w/{ws:str}", include_in_schema=False)
-async def workspace_root(ws: str) -> Redirect:
+async def workspace_root(ws: FromPath[str]) -> Redirect:
     return Redirect(f"/w/{quote(ws)}/inbox", status_code=303)
 
 
 @get("/w/{ws:str}/inbox", include_in_schema=False)
-async def inbox_page(request: Request, ws: str) -> Response[Any]:
+async def inbox_page(request: Request, ws: FromPath[str]) -> Response[Any]:
     return await _workspace_page(request, ws, "inbox.html", "inbox")
 
 
 @get("/w/{ws:str}/contacts", include_in_schema=False)
-async def contacts_page(request: Request, ws: str) -> Response[Any]:
+async def contacts_page(request: Request, ws: FromPath[str]) -> Response[Any]:
     return await _workspace_page(request, ws, "contacts.html", "contacts")
 
 
 @get("/w/{ws:str}/contacts/import", include_in_schema=False)
-async def import_page(request: Request, ws: str) -> Response[Any]:
+async def import_page(request: Request, ws: FromPath[str]) -> Response[Any]:
     return await _workspace_page(request, ws, "import.html", "contacts")
 
 
 @get("/w/{ws:str}/dashboard", include_in_schema=False)
-async def dashboard_page(request: Request, ws: str) -> Response[Any]:
+async def dashboard_page(request: Request, ws: FromPath[str]) -> Response[Any]:
     return await _workspace_page(request, ws, "dashboard.html", "dashboard")
 
 
 @get("/w/{ws:str}/settings", include_in_schema=False)
-async def settings_root(request: Request, ws: str) -> Response[Any]:
+async def settings_root(request: Request, ws: FromPath[str]) -> Response[Any]:
     session = await _session_user(request)
     if session is None:
         return _login_redirect(request)
@@ -266,7 +267,7 @@ async def settings_root(request: Request, ws: str) -> Response[Any]:
 
 
 @get("/w/{ws:str}/settings/{section:str}", include_in_schema=False)
-async def settings_page(request: Request, ws: str, section: str) -> Response[Any]:
+async def settings_page(request: Request, ws: FromPath[str], section: FromPath[str]) -> Response[Any]:
     if section not in _SECTION_SLUGS:
         return render("not_found.html", status=404, user=None, workspaces=[], workspace=None, page="", settings_sections=[])
     title = next(title for slug, title, _ in SETTINGS_SECTIONS if slug == section)

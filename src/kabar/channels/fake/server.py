@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
+from litestar.params import FromPath, JSONBody
 
 from kabar.channels.fake import payloads as p
 
@@ -91,7 +92,7 @@ class FakeProvider:
             return not state.api_key or request.headers.get("x-api-key") == state.api_key
 
         @post(PROXY + "/{pnid:str}/messages", status_code=200)
-        async def send(request: Request, pnid: str) -> Response:
+        async def send(request: Request, pnid: FromPath[str]) -> Response:
             body = await request.json()
             record = {"at": time.time(), "phone_number_id": pnid, "body": body}
             state.requests.append(record)
@@ -120,7 +121,7 @@ class FakeProvider:
             return Response({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to.lstrip("+")}], "messages": [{"id": wamid}]})
 
         @post(PROXY + "/{pnid:str}/media", status_code=200)
-        async def upload(request: Request, pnid: str) -> Response:
+        async def upload(request: Request, pnid: FromPath[str]) -> Response:
             if not authorized(request):
                 return _graph_error(401, 0, "Invalid API key")
             form = await request.form()
@@ -131,7 +132,7 @@ class FakeProvider:
             return Response({"id": media_id})
 
         @get(PROXY + "/{media_id:str}")
-        async def media_info(request: Request, media_id: str) -> Response:
+        async def media_info(request: Request, media_id: FromPath[str]) -> Response:
             if not authorized(request):
                 return _graph_error(401, 0, "Invalid API key")
             if media_id not in state.media:
@@ -141,7 +142,7 @@ class FakeProvider:
                              "url": f"{fake.url}/_fake/media/{media_id}"})
 
         @get("/_fake/media/{media_id:str}")
-        async def media_bytes(media_id: str) -> Response:
+        async def media_bytes(media_id: FromPath[str]) -> Response:
             if media_id not in state.media:
                 return Response(b"", status_code=404)
             content, mime = state.media[media_id]
@@ -152,12 +153,12 @@ class FakeProvider:
             return {"messages": state.messages, "requests": state.requests, "reads": state.reads, "webhooks": state.webhooks}
 
         @post("/_fake/failures", status_code=200)
-        async def add_failures(data: dict[str, Any]) -> dict[str, Any]:
+        async def add_failures(data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
             state.failures.extend(data.get("failures") or [])
             return {"queued": len(state.failures)}
 
         @post("/_fake/config", status_code=200)
-        async def configure(data: dict[str, Any]) -> dict[str, Any]:
+        async def configure(data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
             for name in ("webhook_url", "secret", "api_key", "statuses"):
                 if name in data:
                     setattr(state, name, data[name])
