@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import hmac
 import logging
@@ -239,7 +240,8 @@ class KeyUsage:
         if len(self._written) >= 10_000:  # keys are few; bound it anyway
             self._written.clear()
         self._written[key_id] = now
-        task = asyncio.create_task(self._write(key_id))
+        # A fresh context: the write is not part of the request (its query count, its request id).
+        task = asyncio.create_task(self._write(key_id), context=contextvars.Context())
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
