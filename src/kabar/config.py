@@ -45,6 +45,7 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
 
 # A misspelt KABAR_ENV ("prod") must not quietly mean "development, with development secrets".
 ENVIRONMENTS = ("development", "test", "production")
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # WhatsApp's media limit, and the most an upload may be
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Settings:
     jwt_audience: str | None = None
     jwt_algorithms: tuple[str, ...] = ("HS256", "RS256")
     max_body_bytes: int = 1024 * 1024
-    max_upload_bytes: int = 16 * 1024 * 1024
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
     data_dir: str = "data"
     job_max_attempts: int = 8
     job_poll_interval: float = 0.5
@@ -152,7 +153,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         jwt_issuer=get("KABAR_JWT_ISSUER") or None,
         jwt_audience=get("KABAR_JWT_AUDIENCE") or None,
         max_body_bytes=_int(env, "KABAR_MAX_BODY_BYTES", 1024 * 1024),
-        max_upload_bytes=_int(env, "KABAR_MAX_UPLOAD_BYTES", 16 * 1024 * 1024),
+        max_upload_bytes=_int(env, "KABAR_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES),
         data_dir=get("KABAR_DATA_DIR", "data"),
         job_max_attempts=_int(env, "KABAR_JOB_MAX_ATTEMPTS", 8),
         job_poll_interval=_float(env, "KABAR_JOB_POLL_INTERVAL", 0.5),
@@ -178,6 +179,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError(f"KABAR_ENV must be one of {', '.join(ENVIRONMENTS)}, got {settings.env!r}")
     if settings.sqlite_synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ConfigError("KABAR_SQLITE_SYNCHRONOUS must be one of OFF, NORMAL, FULL, EXTRA")
+    if not 0 < settings.max_upload_bytes <= MAX_UPLOAD_BYTES:
+        # The upload route's body limit is fixed when the app is built; a larger value would be
+        # promised here and refused there.
+        raise ConfigError(f"KABAR_MAX_UPLOAD_BYTES must be between 1 and {MAX_UPLOAD_BYTES} (16 MB, WhatsApp's media limit)")
     return settings
 
 

@@ -167,6 +167,8 @@ def test_configuration_errors_are_clear():
         ({"KABAR_JOB_BACKOFF_BASE": "two"}, "KABAR_JOB_BACKOFF_BASE"),
         ({"KABAR_PORT": "80a"}, "KABAR_PORT"),
         ({"KABAR_SQLITE_SYNCHRONOUS": "sometimes"}, "KABAR_SQLITE_SYNCHRONOUS"),
+        ({"KABAR_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024)}, "KABAR_MAX_UPLOAD_BYTES"),  # more than the route takes
+        ({"KABAR_MAX_UPLOAD_BYTES": "0"}, "KABAR_MAX_UPLOAD_BYTES"),
     ):
         with pytest.raises(ConfigError, match=needle):
             load_settings(env)

@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import File
 
 from kabar.auth.scope import Scope
+from kabar.config import MAX_UPLOAD_BYTES
 from kabar.errors import invalid, too_large
 from kabar.http import clamp_limit, provide_scope, runtime_of
 from kabar.idempotency import fingerprint, run_idempotent
@@ -20,10 +21,9 @@ from kabar.ids import new_id
 from kabar.messages import service
 from kabar.messages.schemas import MessageCreate, MessageOut, MessagePage, ReactionIn, UploadOut
 
-# WhatsApp's own media limit is 16 MB; the body may carry a little multipart framing on top.
-# (Route limits are fixed when the app is built; the file itself is held to
-# KABAR_MAX_UPLOAD_BYTES, which defaults to the same 16 MB.)
-UPLOAD_BODY_LIMIT = 16 * 1024 * 1024 + 256 * 1024
+# The largest file plus a little multipart framing. (Route limits are fixed when the app is
+# built; the file itself is held to KABAR_MAX_UPLOAD_BYTES, which may only be lower.)
+UPLOAD_BODY_LIMIT = MAX_UPLOAD_BYTES + 256 * 1024
 # Types a browser may show inline; anything else (HTML, SVG…) is only ever downloaded.
 _INLINE_TYPES = frozenset(
     {"image/jpeg", "image/png", "image/gif", "image/webp", "audio/ogg", "audio/mpeg", "audio/aac", "audio/mp4", "video/mp4", "video/3gpp", "application/pdf"}
