@@ -96,7 +96,7 @@ def base_settings(database_url: str, tmp_dir: Path, **overrides: object) -> Sett
         {
             "KABAR_DATABASE_URL": database_url,
             "KABAR_DATA_DIR": str(tmp_dir / "data"),
-            "KABAR_JWT_SECRET": "test-jwt-secret-that-is-long-enough-123",
+            "KABAR_JWT_SECRET": "test-jwt-secret-long-enough-even-for-hs512-which-wants-64-bytes-0123",  # noqa: S105
             "KABAR_JWT_AUDIENCE": "authenticated",
             "KABAR_JOB_BACKOFF_BASE": "0.05",
             "KABAR_JOB_POLL_INTERVAL": "0.05",
