@@ -28,9 +28,14 @@ export class ContactPanel {
     this.build();
     this.container.hidden = false;
     this.container.setAttribute('aria-busy', 'true');
+    // A contact.updated event that arrives while the contact loads is kept and wins if newer.
+    this.loading = contactId;
+    this.early = null;
     try {
       const contact = await api('GET', `${wsBase}/contacts/${encodeURIComponent(contactId)}`);
-      this.fill(contact);
+      const early = this.loading === contactId ? this.early : null;
+      this.loading = null;
+      this.fill(early && isNewer(early, contact) ? { ...contact, ...early } : contact);
       await Promise.all([this.loadNotes(), this.loadAri()]);
     } catch (err) {
       clear(this.container).append(h('p', { class: 'form-error', role: 'alert', text: err.message }));
@@ -120,7 +125,11 @@ export class ContactPanel {
 
   /** A contact.updated event: refresh unless the user is editing the form. */
   applyContact(contact) {
-    if (!this.contact || contact.id !== this.contact.id) return;
+    if (this.loading === contact.id) {
+      if (!this.early || isNewer(contact, this.early)) this.early = contact;
+      return;
+    }
+    if (!this.contact || contact.id !== this.contact.id || !isNewer(contact, this.contact)) return;
     if (this.dirty) {
       this.contact = { ...this.contact, ...contact };
       return;
@@ -318,4 +327,9 @@ export class ContactPanel {
       toast(err.message, 'error');
     }
   }
+}
+
+/** Events can arrive late: an older copy of a contact never replaces a newer one. */
+function isNewer(incoming, existing) {
+  return (Date.parse(incoming.updated_at) || 0) >= (Date.parse(existing.updated_at) || 0);
 }

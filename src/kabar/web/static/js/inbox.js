@@ -521,7 +521,8 @@ function isNewer(incoming, existing) {
   const a = STATUS_RANK[incoming.status] ?? 0;
   const b = STATUS_RANK[existing.status] ?? 0;
   if (a !== b) return a > b;
-  return (incoming.updated_at || '') >= (existing.updated_at || '');
+  // Parsed, not compared as text: "…:06Z" must not sort after "…:06.5Z".
+  return (Date.parse(incoming.updated_at) || 0) >= (Date.parse(existing.updated_at) || 0);
 }
 
 function removeMessage(id) {
