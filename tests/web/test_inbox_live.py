@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
 
@@ -124,3 +125,39 @@ def test_outside_window_offers_templates(browser: Browser, web: WebEnv, page_err
     expect(page.locator("li.msg.out").filter(has_text="follow_up_1")).to_have_attribute("data-status", "read", timeout=20_000)
     page.context.close()
     page_errors.check()
+
+
+def test_a_contact_change_made_while_the_panel_loads_shows(owner_page: Page, web: WebEnv) -> None:
+    """The panel's copy of the contact is read, then a colleague renames the contact before that
+    copy reaches the page: the live event carries the new name and an older copy must not win."""
+    page = owner_page
+    phone = new_phone()
+    web.customer_says(phone, "Halo, mau tanya harga", name="Dewi Lestari")
+    conversation = web.conversation_of(phone.lstrip("+"))
+    contact_id = conversation["contact"]["id"]
+    renamed = "Dewi Lestari (Toko Makmur)"
+
+    def rename_before_answering(route: Any) -> None:
+        stale = route.fetch()  # the contact as it was when the panel asked
+        assert web.api("PATCH", f"/v1/workspaces/{web.ws}/contacts/{contact_id}", json={"name": renamed}).status_code == 200
+        # Answer once the change is in the event log: its live event is on its way to the page.
+        eventually(lambda: _renamed_event(web, contact_id, renamed), "the contact.updated event")
+        route.fulfill(response=stale)
+
+    page.route(f"**/v1/workspaces/*/contacts/{contact_id}", rename_before_answering)
+    page.goto(f"{web.url}/w/{web.slug}/inbox?c={conversation['id']}")  # the panel opens beside the thread (1280 px)
+    expect(page.locator("#contact-panel .panel-title")).to_have_text(renamed)
+    expect(page.locator("#contact-panel [name=name]")).to_have_value(renamed)
+
+
+def _renamed_event(web: WebEnv, contact_id: str, name: str) -> bool:
+    """Whether the workspace's event log holds the rename (read through the events API, page by page)."""
+    since = 0
+    for _ in range(50):
+        page = web.api("GET", f"/v1/workspaces/{web.ws}/events", params={"since": since, "limit": 1000}).json()
+        if any(e["type"] == "contact.updated" and e["data"].get("id") == contact_id and e["data"].get("name") == name for e in page["data"]):
+            return True
+        if not page["data"]:
+            return False
+        since = page["next_since"]
+    return False
