@@ -130,9 +130,6 @@ def record(uow: UnitOfWork, workspace_id: str, endpoint_id: str, item: Any, atte
     if endpoint is None:
         return False
     attempts = item.attempts + 1
-    current = repo.delivery(uow.conn, workspace_id, endpoint_id, item.id)
-    # Redelivered while this attempt was in flight: the request to send it again wins over this outcome.
-    requeued = current is not None and current.updated_at != item.updated_at
     common = {
         "attempts": attempts,
         "last_status_code": attempt.status_code,
@@ -140,18 +137,19 @@ def record(uow: UnitOfWork, workspace_id: str, endpoint_id: str, item: Any, atte
         "last_attempt_at": uow.now,
         "updated_at": uow.now,
     }
-    if requeued:
+    if attempt.ok:
+        outcome = {"status": "delivered", "last_error": None, "next_attempt_at": None, "delivered_at": uow.now}
+    else:
+        next_at = uow.now + timedelta(seconds=backoff_seconds(attempts, settings.job_backoff_base, settings.job_backoff_cap))
+        outcome = {"status": "failed", "last_error": attempt.error, "next_attempt_at": next_at}
+    if not repo.update_delivery(uow.conn, workspace_id, item.id, unchanged_since=item.updated_at, **outcome, **common):
+        # Redelivered while this attempt was in flight: the request to send it again wins over this outcome.
         repo.update_delivery(uow.conn, workspace_id, item.id, last_error=attempt.error, **common)
         return attempt.ok and endpoint.active
     if attempt.ok:
-        repo.update_delivery(
-            uow.conn, workspace_id, item.id, status="delivered", last_error=None, next_attempt_at=None, delivered_at=uow.now, **common
-        )
         if endpoint.failing_since is not None:
             repo.update_endpoint(uow.conn, workspace_id, endpoint_id, failing_since=None)
         return endpoint.active
-    next_at = uow.now + timedelta(seconds=backoff_seconds(attempts, settings.job_backoff_base, settings.job_backoff_cap))
-    repo.update_delivery(uow.conn, workspace_id, item.id, status="failed", last_error=attempt.error, next_attempt_at=next_at, **common)
     failing_since = endpoint.failing_since or uow.now
     failing_for = (uow.now - failing_since).total_seconds()
     if endpoint.active and failing_for >= settings.webhooks_disable_after and attempts >= settings.webhooks_disable_min_attempts:

@@ -212,8 +212,15 @@ def retry_failed_now(conn: Connection, workspace_id: str, endpoint_id: str, now:
     )
 
 
-def update_delivery(conn: Connection, workspace_id: str, delivery_id: str, **values: Any) -> None:
-    conn.execute(update(D).where(D.c.workspace_id == workspace_id, D.c.id == delivery_id).values(**values))
+def update_delivery(
+    conn: Connection, workspace_id: str, delivery_id: str, *, unchanged_since: datetime | None = None, **values: Any
+) -> bool:
+    """Set ``values``; with ``unchanged_since``, only if the row's ``updated_at`` is still that.
+    True when the row was updated."""
+    stmt = update(D).where(D.c.workspace_id == workspace_id, D.c.id == delivery_id)
+    if unchanged_since is not None:
+        stmt = stmt.where(D.c.updated_at == unchanged_since)
+    return conn.execute(stmt.values(**values)).rowcount > 0
 
 
 # -- the dispatch job ---------------------------------------------------------------------------

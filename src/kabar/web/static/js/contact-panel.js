@@ -2,7 +2,7 @@
 // and tasks, history, merge. Built from the <template id="contact-panel-template"> markup.
 import { api, ApiError, wsBase } from './api.js';
 import {
-  $, busy, clear, displayName, formatFull, h, localInputToIso, setField, toast,
+  $, busy, clear, displayName, formatFull, h, localInputToIso, notOlder, setField, toast,
 } from './dom.js';
 import { fillMemberSelects, memberName, workspace } from './shell.js';
 
@@ -35,7 +35,7 @@ export class ContactPanel {
       const contact = await api('GET', `${wsBase}/contacts/${encodeURIComponent(contactId)}`);
       const early = this.loading === contactId ? this.early : null;
       this.loading = null;
-      this.fill(early && isNewer(early, contact) ? { ...contact, ...early } : contact);
+      this.fill(early && notOlder(early, contact) ? { ...contact, ...early } : contact);
       await Promise.all([this.loadNotes(), this.loadAri()]);
     } catch (err) {
       clear(this.container).append(h('p', { class: 'form-error', role: 'alert', text: err.message }));
@@ -126,10 +126,10 @@ export class ContactPanel {
   /** A contact.updated event: refresh unless the user is editing the form. */
   applyContact(contact) {
     if (this.loading === contact.id) {
-      if (!this.early || isNewer(contact, this.early)) this.early = contact;
+      if (!this.early || notOlder(contact, this.early)) this.early = contact;
       return;
     }
-    if (!this.contact || contact.id !== this.contact.id || !isNewer(contact, this.contact)) return;
+    if (!this.contact || contact.id !== this.contact.id || !notOlder(contact, this.contact)) return;
     if (this.dirty) {
       this.contact = { ...this.contact, ...contact };
       return;
@@ -327,9 +327,4 @@ export class ContactPanel {
       toast(err.message, 'error');
     }
   }
-}
-
-/** Events can arrive late: an older copy of a contact never replaces a newer one. */
-function isNewer(incoming, existing) {
-  return (Date.parse(incoming.updated_at) || 0) >= (Date.parse(existing.updated_at) || 0);
 }

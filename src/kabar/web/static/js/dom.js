@@ -49,6 +49,13 @@ export const dayKey = (iso) => fmtKey.format(new Date(iso));
 export const formatTime = (iso) => (iso ? fmtTime.format(new Date(iso)) : '');
 export const formatFull = (iso) => (iso ? `${fmtFull.format(new Date(iso))} WIB` : '');
 
+/** Whether ``incoming`` is at least as recent as ``existing`` (by ``updated_at``): events can arrive
+ * late, and an older copy must never replace a newer one. Parsed, not compared as text:
+ * "…:06Z" must not sort after "…:06.5Z". */
+export function notOlder(incoming, existing) {
+  return (Date.parse(incoming.updated_at) || 0) >= (Date.parse(existing.updated_at) || 0);
+}
+
 /** "14.05" today, "3 Mei" this year, else with the year: the conversation list's time column. */
 export function formatShort(iso) {
   if (!iso) return '';

@@ -4,7 +4,7 @@
 import { api, ApiError, newKey, wsBase } from './api.js';
 import {
   $, $$, clear, dayKey, displayName, formatDay, formatFull, formatShort, formatTime, h, initials, LEAD_LABELS,
-  localInputToIso, toast,
+  localInputToIso, notOlder, toast,
 } from './dom.js';
 import { ContactPanel } from './contact-panel.js';
 import { connectLive } from './live.js';
@@ -521,8 +521,7 @@ function isNewer(incoming, existing) {
   const a = STATUS_RANK[incoming.status] ?? 0;
   const b = STATUS_RANK[existing.status] ?? 0;
   if (a !== b) return a > b;
-  // Parsed, not compared as text: "…:06Z" must not sort after "…:06.5Z".
-  return (Date.parse(incoming.updated_at) || 0) >= (Date.parse(existing.updated_at) || 0);
+  return notOlder(incoming, existing);
 }
 
 function removeMessage(id) {
