@@ -129,9 +129,10 @@ def test_every_tenant_index_starts_with_workspace_id():
 
 
 def test_every_tenant_table_names_its_workspace():
-    """Tenant data is everything but identity (users, sessions, identities), the workspaces
-    themselves and the system job queue (whose rows still carry workspace_id)."""
-    global_tables = {"users", "user_identities", "sessions", "workspaces", "alembic_version"}
+    """Tenant data is everything but identity (users, sessions, identities, account tokens, the
+    mail outbox), the workspaces themselves and the system job queue (whose rows still carry
+    workspace_id)."""
+    global_tables = {"users", "user_identities", "sessions", "account_tokens", "mail_outbox", "workspaces", "alembic_version"}
     missing = [name for name, table in metadata.tables.items() if name not in global_tables and "workspace_id" not in table.c]
     assert not missing, missing
 

@@ -72,6 +72,8 @@ users = Table(
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
     Column("password_changed_at", UTCDateTime),
     *_timestamps(),
+    # Set when the person proved they read this address (an emailed link; operator-made users).
+    Column("email_verified_at", UTCDateTime),
     UniqueConstraint("email"),
 )
 
@@ -99,6 +101,42 @@ sessions = Table(
     Column("revoked_at", UTCDateTime),
     UniqueConstraint("token_hash"),
 )
+
+# Single-use secrets mailed to a user: password reset, email verification. The token is
+# "<id>.<secret>", looked up by id; ``email`` is the address it was sent to (a changed address
+# makes it void).
+account_tokens = Table(
+    "account_tokens",
+    metadata,
+    _id(),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(20), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("purpose IN ('password_reset', 'verify_email')", name="purpose"),
+)
+Index("ix_account_tokens_user_id", account_tokens.c.user_id, account_tokens.c.purpose)
+
+# Mail Kabar sends (invitations, password resets, verification links). Without an SMTP server
+# they stay here (``kabar mail list``); a sent mail's body is cleared (its links are secrets).
+mail_outbox = Table(
+    "mail_outbox",
+    metadata,
+    _id(),
+    Column("to_addr", String(320), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("body", Text),
+    Column("kind", String(40), nullable=False),
+    Column("status", String(10), nullable=False, server_default="outbox"),  # outbox|queued|sent|failed
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    CheckConstraint("status IN ('outbox', 'queued', 'sent', 'failed')", name="status"),
+)
+Index("ix_mail_outbox_created_at", mail_outbox.c.created_at)
 
 # ---------------------------------------------------------------------------------------------
 # Tenancy
@@ -189,8 +227,11 @@ contacts = Table(
     metadata,
     _id(),
     _ws(),
-    Column("phone_e164", String(20), nullable=False),
-    Column("phone_raw", String(64), nullable=False),
+    # A WhatsApp customer may be known by phone, by business-scoped user id (BSUID), or both.
+    Column("phone_e164", String(20)),
+    Column("phone_raw", String(64)),
+    Column("whatsapp_user_id", String(256)),  # Meta's BSUID (``user_id``), unique per workspace when set
+    Column("username", String(100)),  # WhatsApp username without '@', lower-cased; unique per workspace when set
     Column("name", String(200)),
     Column("profile_name", String(200)),  # WhatsApp profile name from webhooks
     Column("email", String(320)),
@@ -215,6 +256,15 @@ contacts = Table(
 Index("ix_contacts_ws_created", contacts.c.workspace_id, contacts.c.created_at, contacts.c.id)
 Index("ix_contacts_ws_status", contacts.c.workspace_id, contacts.c.lead_status)
 Index("ix_contacts_ws_assignee", contacts.c.workspace_id, contacts.c.assignee_id)
+# Partial: only contacts that have the identity (migration 0004).
+Index(
+    "uq_contacts_ws_whatsapp_user_id", contacts.c.workspace_id, contacts.c.whatsapp_user_id, unique=True,
+    sqlite_where=contacts.c.whatsapp_user_id.is_not(None), postgresql_where=contacts.c.whatsapp_user_id.is_not(None),
+)
+Index(
+    "uq_contacts_ws_username", contacts.c.workspace_id, contacts.c.username, unique=True,
+    sqlite_where=contacts.c.username.is_not(None), postgresql_where=contacts.c.username.is_not(None),
+)
 
 # Contact search (``q`` over name, phone, email; any substring, e.g. "3456" of a phone) is served
 # by a trigram index over ``search_text`` (whoever writes a contact fills it with
