@@ -38,18 +38,38 @@ class Tenant:
         return f"/v1/workspaces/{self.ws}"
 
     async def add_user(self, role: str = "member") -> Caller:
-        """A new user added to this workspace with ``role`` (through the members API)."""
+        """A new user who joined this workspace with ``role``: invited through the members API,
+        the link read from the mail, accepted while signed in as that user."""
         caller = await new_user(self.client)
         response = await self.client.post(
             f"{self.base}/members", json={"email": caller.email, "role": "admin" if role == "admin" else "member"}, headers=self.owner.headers
         )
         assert response.status_code == 201, response.text
+        token = await mailed_token(self.client, caller.email, "/accept-invite")
+        response = await self.client.post("/v1/invitations/accept", json={"token": token}, headers=caller.headers)
+        assert response.status_code == 200, response.text
         return caller
 
     async def api_key(self) -> Caller:
         response = await self.client.post(f"{self.base}/api-keys", json={"name": "test key"}, headers=self.owner.headers)
         assert response.status_code == 201, response.text
         return Caller(token=response.json()["secret"])
+
+
+async def mailed_token(client: Any, email: str, path: str) -> str:
+    """The token of the newest link to ``path`` in the mail to ``email`` (the outbox that
+    `kabar mail list` prints; tests/auth read mail delivered over SMTP as well)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from kabar.mail.repository import recent
+
+    rows = await client.runtime.db.read(lambda conn: recent(conn, to=email, limit=20))
+    for row in rows:
+        for url in re.findall(r"https?://\S+", row.body or ""):
+            parts = urlsplit(url)
+            if parts.path == path:
+                return parse_qs(parts.query)["token"][0]
+    raise AssertionError(f"no mail to {email} with a link to {path}")
 
 
 async def new_user(client: Any, email: str | None = None, password: str = PASSWORD) -> Caller:

@@ -300,6 +300,6 @@ def _redact(url: str) -> str:
 
 
 # Domains add their own sub-commands here (fake-provider, simulate, bench, webhooks, contacts...).
-for _module in ("kabar.channels.cli", "kabar.ingest.cli", "kabar.contacts.cli", "kabar.bench.cli", "kabar.ops.cli", "kabar.ari.cli"):
+for _module in ("kabar.channels.cli", "kabar.ingest.cli", "kabar.contacts.cli", "kabar.bench.cli", "kabar.ops.cli", "kabar.ari.cli", "kabar.mail.cli"):
     import_if_present(_module)
 

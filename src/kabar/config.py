@@ -93,6 +93,13 @@ class Settings:
     send_confirm_seconds: float = 60.0
     # Reverse proxies allowed to say who the client is (X-Forwarded-For), e.g. "127.0.0.1".
     trusted_proxies: tuple[str, ...] = ()
+    # Mail (invitations, password resets, email verification). Without an SMTP URL mails stay
+    # in the outbox table (``kabar mail list``). smtp://user:pass@host:587 (STARTTLS when the
+    # server offers it) or smtps://…:465 (TLS from the start).
+    smtp_url: str | None = None
+    mail_from: str = "Kabar <kabar@localhost>"
+    # Where people open Kabar: the base of the links in mails.
+    public_url: str = "http://127.0.0.1:8000"
     # Free-form settings by lower-case name without the prefix, e.g. KABAR_RATE_LIMIT_LOGIN
     # -> "rate_limit_login" (see kabar.ratelimit).
     extra: dict[str, str] = field(default_factory=dict)
@@ -173,6 +180,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         provider_timeout=_float(env, "KABAR_PROVIDER_TIMEOUT", 15.0),
         send_confirm_seconds=_float(env, "KABAR_SEND_CONFIRM_SECONDS", 60.0),
         trusted_proxies=tuple(p.strip() for p in (get("KABAR_TRUSTED_PROXIES") or "").split(",") if p.strip()),
+        smtp_url=get("KABAR_SMTP_URL") or None,
+        mail_from=get("KABAR_MAIL_FROM") or "Kabar <kabar@localhost>",
+        public_url=(get("KABAR_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
         extra={name[len("KABAR_"):].lower(): value for name, value in env.items() if name.startswith("KABAR_RATE_LIMIT_")},
     )
     if settings.env not in ENVIRONMENTS:

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from kabar.db import tables as t
 from kabar.db.types import utcnow
 from kabar.ids import token_hash
-from tests.helpers import PASSWORD, Caller, assert_problem, make_tenant, new_user, wait_for
+from tests.helpers import PASSWORD, Caller, assert_problem, mailed_token, make_tenant, new_user, wait_for
 
 
 async def members_of(tenant) -> dict[str, str]:  # noqa: ANN001
@@ -96,6 +96,8 @@ async def test_admin_manages_people_and_keys_but_not_the_workspace_or_its_owner(
     other = await new_user(client)
     response = await client.post(f"{tenant.base}/members", json={"email": other.email, "role": "member"}, headers=h)
     assert response.status_code == 201, response.text
+    token = await mailed_token(client, other.email, "/accept-invite")
+    assert (await client.post("/v1/invitations/accept", json={"token": token}, headers=other.headers)).status_code == 200
     assert (await client.patch(f"{tenant.base}/members/{other.user_id}", json={"role": "admin"}, headers=h)).status_code == 200
     assert (await client.post(f"{tenant.base}/invitations", json={"email": "new@example.test"}, headers=h)).status_code == 201
     key = await client.post(f"{tenant.base}/api-keys", json={"name": "zapier"}, headers=h)
@@ -135,8 +137,8 @@ async def test_owner_transfers_ownership_and_deletes_workspace(client, tenant):
 
 async def test_member_validation(client, tenant):
     h = tenant.owner.headers
-    assert_problem(await client.post(f"{tenant.base}/members", json={"email": "ghost@example.test"}, headers=h), 422)
     assert_problem(await client.post(f"{tenant.base}/members", json={}, headers=h), 422)
+    assert_problem(await client.post(f"{tenant.base}/members", json={"user_id": tenant.owner.user_id}, headers=h), 422)
     assert_problem(await client.post(f"{tenant.base}/members", json={"email": tenant.owner.email}, headers=h), 409)
     assert_problem(await client.post(f"{tenant.base}/members", json={"email": "a@b.id", "role": "owner"}, headers=h), 422)
     assert_problem(await client.patch(f"{tenant.base}/members/no-such-user", json={"role": "admin"}, headers=h), 404)
@@ -225,9 +227,11 @@ async def invite(tenant, email: str, role: str = "member") -> dict:  # noqa: ANN
 async def test_invitation_accept_creates_user_with_session(client, tenant):
     email = f"New.Person-{secrets.token_hex(3)}@Example.test"
     invitation = await invite(tenant, email, "admin")
-    assert invitation["token"] and invitation["status"] == "pending" and invitation["email"] == email.lower()
+    # The link goes to the invited mailbox only, never to the inviter.
+    assert "token" not in invitation and invitation["status"] == "pending" and invitation["email"] == email.lower()
     listed = (await client.get(f"{tenant.base}/invitations", headers=tenant.owner.headers)).json()["data"]
     assert [i["id"] for i in listed] == [invitation["id"]] and "token" not in listed[0]
+    invitation["token"] = await mailed_token(client, email, "/accept-invite")
 
     # A too-short password is refused and nothing happens (the invitation stays usable).
     response = await client.post("/v1/invitations/accept", json={"token": invitation["token"], "password": "short", "name": "Ani"})
@@ -239,6 +243,7 @@ async def test_invitation_accept_creates_user_with_session(client, tenant):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["workspace_id"] == tenant.ws and body["role"] == "admin" and body["user"]["name"] == "Ani"
+    assert body["user"]["email_verified"] is False  # until the link mailed now is used
     session = Caller(token=body["token"])
     me = (await client.get("/v1/me", headers=session.headers)).json()
     assert me["user"]["email"] == email.lower() and me["workspaces"] == [
@@ -255,9 +260,11 @@ async def test_invitation_accept_creates_user_with_session(client, tenant):
 
 async def test_invitation_for_existing_user_joins_them(client, tenant):
     existing = await new_user(client)
-    invitation = await invite(tenant, existing.email)
-    response = await client.post("/v1/invitations/accept", json={"token": invitation["token"], "password": PASSWORD})
+    await invite(tenant, existing.email)
+    token = await mailed_token(client, existing.email, "/accept-invite")
+    response = await client.post("/v1/invitations/accept", json={"token": token}, headers=existing.headers)
     assert response.status_code == 200, response.text
+    assert "token" not in response.json()  # no new credential: they are signed in already
     assert (await members_of(tenant))[existing.user_id] == "member"
     # Their password did not change.
     assert (await client.post("/v1/auth/login", json={"email": existing.email, "password": PASSWORD})).status_code == 200
@@ -267,7 +274,9 @@ async def test_invitation_for_existing_user_joins_them(client, tenant):
 
 
 async def test_invitation_invalid_expired_cancelled(client, tenant):
-    invitation = await invite(tenant, f"late-{secrets.token_hex(3)}@example.test")
+    email = f"late-{secrets.token_hex(3)}@example.test"
+    invitation = await invite(tenant, email)
+    invitation["token"] = await mailed_token(client, email, "/accept-invite")
     inv_id, _, secret = invitation["token"].partition(".")
     for token in (f"{inv_id}.{'x' * len(secret)}", f"{inv_id}", "x" * 40, f"nope.{secret}"):
         response = await client.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
@@ -282,7 +291,9 @@ async def test_invitation_invalid_expired_cancelled(client, tenant):
     listed = (await client.get(f"{tenant.base}/invitations", headers=tenant.owner.headers)).json()["data"]
     assert listed[0]["status"] == "expired"
 
-    cancelled = await invite(tenant, f"cancel-{secrets.token_hex(3)}@example.test")
+    email = f"cancel-{secrets.token_hex(3)}@example.test"
+    cancelled = await invite(tenant, email)
+    cancelled["token"] = await mailed_token(client, email, "/accept-invite")
     assert (await client.delete(f"{tenant.base}/invitations/{cancelled['id']}", headers=tenant.owner.headers)).status_code == 204
     response = await client.post("/v1/invitations/accept", json={"token": cancelled["token"], "password": PASSWORD})
     assert_problem(response, 410)

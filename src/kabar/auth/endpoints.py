@@ -8,13 +8,14 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
-from litestar.status_codes import HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from kabar.auth import repository as repo
 from kabar.auth import service
-from kabar.auth.schemas import LoginIn, PasswordChange
+from kabar.auth.idp import InvalidToken
+from kabar.auth.schemas import IdentityLink, LoginIn, PasswordChange, PasswordResetConfirm, PasswordResetRequest, VerifyEmail
 from kabar.auth.scope import Principal
-from kabar.errors import forbidden, not_found
+from kabar.errors import forbidden, invalid, not_found
 from kabar.http import SESSION_COOKIE, credentials, provide_principal, runtime_of
 from kabar.ratelimit import client_address
 from kabar.workspaces.service import workspaces_of_user
@@ -103,4 +104,71 @@ async def change_password(request: Request, principal: NamedDependency[Principal
     )
 
 
-ROUTES = [login, logout, me, change_password]
+def _user_id(principal: Principal) -> str:
+    if principal.user_id is None:
+        raise forbidden("API keys have no account; sign in as a person")
+    return principal.user_id
+
+
+@post("/v1/auth/password-reset", tags=["auth"], status_code=HTTP_202_ACCEPTED)
+async def request_password_reset(request: Request, data: JSONBody[PasswordResetRequest]) -> None:
+    """Mail a reset link if the address has an account. Always 202: the answer says nothing
+    about which addresses have accounts."""
+    runtime = runtime_of(request)
+    # Mail bombing and probing: the login buckets (per address asked for, per client).
+    await runtime.limiter.hit("login", data.email.strip().lower())
+    await runtime.limiter.hit("login_address", client_address(request, runtime.settings))
+    await runtime.db.transaction(service.request_password_reset, data.email)
+
+
+@post("/v1/auth/password-reset/confirm", tags=["auth"], status_code=HTTP_204_NO_CONTENT)
+async def confirm_password_reset(request: Request, data: JSONBody[PasswordResetConfirm]) -> None:
+    runtime = runtime_of(request)
+    await runtime.limiter.hit("login_address", client_address(request, runtime.settings))
+    await runtime.db.transaction(service.confirm_password_reset, data.token, data.password)
+
+
+@post("/v1/auth/verify-email", tags=["auth"], status_code=HTTP_204_NO_CONTENT, dependencies=principal_dep)
+async def verify_email(request: Request, principal: NamedDependency[Principal], data: JSONBody[VerifyEmail]) -> None:
+    await runtime_of(request).db.transaction(service.verify_email, _user_id(principal), data.token)
+
+
+@post("/v1/auth/verify-email/resend", tags=["auth"], status_code=HTTP_202_ACCEPTED, dependencies=principal_dep)
+async def resend_verification(request: Request, principal: NamedDependency[Principal]) -> None:
+    runtime = runtime_of(request)
+    user_id = _user_id(principal)
+    await runtime.limiter.hit("login", f"resend:{user_id}")
+    await runtime.db.transaction(service.resend_verification, user_id)
+
+
+@get("/v1/me/identities", tags=["auth"], dependencies=principal_dep)
+async def list_identities(request: Request, principal: NamedDependency[Principal]) -> dict[str, Any]:
+    user_id = _user_id(principal)
+    return {"data": await runtime_of(request).db.read(service.identities_json, user_id), "next_cursor": None}
+
+
+@post("/v1/me/identities", tags=["auth"], status_code=HTTP_201_CREATED, dependencies=principal_dep)
+async def link_identity(request: Request, principal: NamedDependency[Principal], data: JSONBody[IdentityLink]) -> dict[str, Any]:
+    """Link an identity-provider sign-in (its JWT in ``token``) to the signed-in account."""
+    runtime = runtime_of(request)
+    user_id = _user_id(principal)
+    try:
+        claims = await runtime.auth.idp.verify(data.token)
+    except InvalidToken as exc:
+        raise invalid("token", f"is not a valid sign-in of the identity provider: {exc}") from exc
+    issuer, subject = service.identity_of(claims)
+    return await runtime.db.transaction(service.link_identity_to, user_id, issuer, subject)
+
+
+ROUTES = [
+    login,
+    logout,
+    me,
+    change_password,
+    request_password_reset,
+    confirm_password_reset,
+    verify_email,
+    resend_verification,
+    list_identities,
+    link_identity,
+]

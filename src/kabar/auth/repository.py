@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
 from kabar.db import tables as t
 from kabar.ids import new_id
@@ -19,7 +19,7 @@ def user_by_id(conn: Connection, user_id: str) -> Any:
     return conn.execute(select(t.users).where(t.users.c.id == user_id)).first()
 
 
-def insert_user(conn: Connection, *, email: str, name: str, password_hash: str | None, now: datetime) -> str:
+def insert_user(conn: Connection, *, email: str, name: str, password_hash: str | None, now: datetime, verified: bool) -> str:
     user_id = new_id()
     conn.execute(
         insert(t.users).values(
@@ -29,11 +29,68 @@ def insert_user(conn: Connection, *, email: str, name: str, password_hash: str |
             password_hash=password_hash,
             is_active=True,
             password_changed_at=now if password_hash else None,
+            email_verified_at=now if verified else None,
             created_at=now,
             updated_at=now,
         )
     )
     return user_id
+
+
+def set_password(conn: Connection, user_id: str, password_hash: str, now: datetime) -> None:
+    conn.execute(
+        update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash, password_changed_at=now, updated_at=now)
+    )
+
+
+def mark_email_verified(conn: Connection, user_id: str, now: datetime) -> None:
+    conn.execute(update(t.users).where(t.users.c.id == user_id).values(email_verified_at=now, updated_at=now))
+
+
+def revoke_sessions(conn: Connection, user_id: str, now: datetime, *, keep_session_id: str | None = None) -> None:
+    conn.execute(
+        update(t.sessions)
+        .where(t.sessions.c.user_id == user_id, t.sessions.c.revoked_at.is_(None), t.sessions.c.id != (keep_session_id or ""))
+        .values(revoked_at=now)
+    )
+
+
+# -- single-use account tokens (password reset, email verification) ---------------------------
+
+
+def insert_account_token(
+    conn: Connection, *, user_id: str, purpose: str, email: str, secret_hash: str, now: datetime, expires_at: datetime
+) -> str:
+    token_id = new_id()
+    conn.execute(
+        insert(t.account_tokens).values(
+            id=token_id, user_id=user_id, purpose=purpose, email=email, secret_hash=secret_hash, expires_at=expires_at, created_at=now
+        )
+    )
+    return token_id
+
+
+def account_token(conn: Connection, token_id: str, purpose: str) -> Any:
+    return conn.execute(
+        select(t.account_tokens).where(t.account_tokens.c.id == token_id, t.account_tokens.c.purpose == purpose)
+    ).first()
+
+
+def use_account_token(conn: Connection, token_id: str, now: datetime) -> bool:
+    """Mark the token used; False when another request used it first (single use under races)."""
+    result = conn.execute(
+        update(t.account_tokens).where(t.account_tokens.c.id == token_id, t.account_tokens.c.used_at.is_(None)).values(used_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def void_account_tokens(conn: Connection, user_id: str, purpose: str, now: datetime) -> None:
+    """Every unused token of ``purpose`` of the user stops working (a newer one, or it is done)."""
+    conn.execute(
+        update(t.account_tokens)
+        .where(t.account_tokens.c.user_id == user_id, t.account_tokens.c.purpose == purpose, t.account_tokens.c.used_at.is_(None))
+        .values(used_at=now)
+    )
 
 
 def insert_session(conn: Connection, *, user_id: str, token_hash: str, user_agent: str | None, now: datetime, expires_at: datetime) -> str:
@@ -109,3 +166,13 @@ def link_identity(conn: Connection, *, user_id: str, issuer: str, subject: str, 
     conn.execute(
         insert(t.user_identities).values(id=new_id(), user_id=user_id, issuer=issuer, subject=subject, created_at=now)
     )
+
+
+def identities_of(conn: Connection, user_id: str) -> list[Any]:
+    return conn.execute(
+        select(t.user_identities).where(t.user_identities.c.user_id == user_id).order_by(t.user_identities.c.created_at)
+    ).all()
+
+
+def unlink_identities(conn: Connection, user_id: str) -> None:
+    conn.execute(delete(t.user_identities).where(t.user_identities.c.user_id == user_id))

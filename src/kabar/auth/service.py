@@ -24,7 +24,7 @@ from kabar.crypto import constant_time_equals, hash_password, verify_password
 from kabar.db.engine import Database
 from kabar.db.types import utcnow
 from kabar.db.uow import UnitOfWork
-from kabar.errors import invalid, not_found, unauthorized
+from kabar.errors import Problem, conflict, forbidden, invalid, not_found, unauthorized
 from kabar.ids import new_token, token_hash
 
 log = logging.getLogger("kabar.auth")
@@ -34,8 +34,15 @@ API_KEY_PREFIX = "kbr_"
 MIN_PASSWORD_LENGTH = 8
 
 
+PASSWORD_RESET = "password_reset"
+VERIFY_EMAIL = "verify_email"
+PASSWORD_RESET_TTL = timedelta(hours=1)
+VERIFY_EMAIL_TTL = timedelta(days=3)
+PASSWORD_RESET_JOB = "auth.password_reset"
+
+
 def user_json(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "email": row.email, "name": row.name}
+    return {"id": row.id, "email": row.email, "name": row.name, "email_verified": row.email_verified_at is not None}
 
 
 def validate_password(password: str, field: str = "password") -> None:
@@ -45,15 +52,15 @@ def validate_password(password: str, field: str = "password") -> None:
         raise invalid(field, "must be at most 1024 characters")
 
 
-def create_user(uow: UnitOfWork, *, email: str, password: str | None, name: str = "") -> str:
+def create_user(uow: UnitOfWork, *, email: str, password: str | None, name: str = "", verified: bool = True) -> str:
+    """A new user. ``verified``: an operator vouches for the address (``kabar user create``, the
+    demo seed); accounts made by a person through an invitation pass False and get a link by mail."""
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
         raise invalid("email", "is not an email address")
     if password is not None:
         validate_password(password)
     if repo.user_by_email(uow.conn, email) is not None:
-        from kabar.errors import conflict
-
         raise conflict(f"A user with email {email} already exists", slug="user-exists")
     return repo.insert_user(
         uow.conn,
@@ -61,6 +68,7 @@ def create_user(uow: UnitOfWork, *, email: str, password: str | None, name: str 
         name=name.strip() or email.split("@")[0],
         password_hash=hash_password(password) if password else None,
         now=uow.now,
+        verified=verified,
     )
 
 
@@ -89,25 +97,172 @@ def logout(uow: UnitOfWork, principal: Principal) -> None:
 
 def change_password(uow: UnitOfWork, user_id: str, *, current: str, new: str, keep_session_id: str | None = None) -> None:
     """Set a new password and sign out every other session (a stolen one must not outlive it)."""
-    from sqlalchemy import update
-
-    from kabar.db import tables as t
-
     user = repo.user_by_id(uow.conn, user_id)
     if user is None or not verify_password(user.password_hash, current):
         raise invalid("current_password", "is wrong")
     validate_password(new, "new_password")
-    uow.conn.execute(
-        update(t.users)
-        .where(t.users.c.id == user_id)
-        .values(password_hash=hash_password(new), password_changed_at=uow.now, updated_at=uow.now)
-    )
-    uow.conn.execute(
-        update(t.sessions)
-        .where(t.sessions.c.user_id == user_id, t.sessions.c.revoked_at.is_(None), t.sessions.c.id != (keep_session_id or ""))
-        .values(revoked_at=uow.now)
-    )
+    repo.set_password(uow.conn, user_id, hash_password(new), uow.now)
+    repo.revoke_sessions(uow.conn, user_id, uow.now, keep_session_id=keep_session_id)
     credentials_changed(uow)
+
+
+# -- emailed single-use links: password reset, email verification -----------------------------
+#
+# The rule they keep: only someone who reads the account's mailbox gets a credential from them.
+# Tokens are "<id>.<secret>" (the id finds the row, the SHA-256 of the secret proves it), single
+# use, expiring, and void when the account's address is no longer the one they were sent to.
+
+
+def _issue_token(uow: UnitOfWork, user: Any, purpose: str, ttl: timedelta) -> str:
+    repo.void_account_tokens(uow.conn, user.id, purpose, uow.now)  # only the newest link works
+    secret = new_token(nbytes=32)
+    token_id = repo.insert_account_token(
+        uow.conn, user_id=user.id, purpose=purpose, email=user.email, secret_hash=token_hash(secret), now=uow.now, expires_at=uow.now + ttl
+    )
+    return f"{token_id}.{secret}"
+
+
+def _valid_token(uow: UnitOfWork, token: str, purpose: str) -> tuple[Any, Any]:
+    """(token row, its user) for a live token; 404 for a wrong one, 410 for a used or expired one."""
+    token_id, _, secret = token.partition(".")
+    row = repo.account_token(uow.conn, token_id, purpose) if secret else None
+    if row is None or not constant_time_equals(row.secret_hash, token_hash(secret)):
+        raise Problem(404, "link-invalid", "Link not valid", "This link is not valid. Copy the whole link from the mail, or ask for a new one.")
+    user = repo.user_by_id(uow.conn, row.user_id)
+    if row.used_at is not None or row.expires_at < uow.now or user is None or not user.is_active or user.email != row.email:
+        raise Problem(410, "link-expired", "Link expired", "This link was used already or has expired. Ask for a new one.")
+    return row, user
+
+
+def _use_token(uow: UnitOfWork, row: Any) -> None:
+    if not repo.use_account_token(uow.conn, row.id, uow.now):  # a concurrent request used it first
+        raise Problem(410, "link-expired", "Link expired", "This link was used already or has expired. Ask for a new one.")
+
+
+def request_password_reset(uow: UnitOfWork, email: str) -> None:
+    """Queue the reset mail. The request does the same work whether or not the address has an
+    account (the job looks it up), so neither the answer nor its timing tells who has one."""
+    uow.enqueue(PASSWORD_RESET_JOB, {"email": email.strip().lower()[:320]})
+
+
+def mail_password_reset(uow: UnitOfWork, email: str) -> None:
+    """The job's half: a reset link to an existing, active account; nothing for unknown addresses."""
+    from kabar.mail.service import link, queue_mail
+
+    user = repo.user_by_email(uow.conn, email)
+    if user is None or not user.is_active:
+        return
+    token = _issue_token(uow, user, PASSWORD_RESET, PASSWORD_RESET_TTL)
+    url = link(uow.db.settings, "/reset-password", token=token)
+    queue_mail(
+        uow,
+        to=user.email,
+        subject="Reset your Kabar password",
+        kind=PASSWORD_RESET,
+        body=(
+            f"Hello {user.name},\n\n"
+            "Someone (hopefully you) asked to reset the password of your Kabar account. Choose a new one here:\n\n"
+            f"{url}\n\n"
+            f"The link works once and expires in {int(PASSWORD_RESET_TTL.total_seconds() // 60)} minutes. "
+            "Using it signs out every session of the account.\n"
+            "If you did not ask for this, ignore this mail: your password stays as it is.\n"
+        ),
+    )
+
+
+def confirm_password_reset(uow: UnitOfWork, token: str, password: str) -> None:
+    """Set the password from an emailed link; every session of the account is signed out.
+
+    Using the link proves the mailbox. If the address was not verified until now, whoever set
+    the account up may not be its owner (someone accepted an invitation, or an identity provider
+    vouched for nothing): the identity-provider links made before go too, and the address counts
+    as verified from now on."""
+    validate_password(password)
+    row, user = _valid_token(uow, token, PASSWORD_RESET)
+    _use_token(uow, row)
+    repo.void_account_tokens(uow.conn, user.id, PASSWORD_RESET, uow.now)
+    repo.set_password(uow.conn, user.id, hash_password(password), uow.now)
+    repo.revoke_sessions(uow.conn, user.id, uow.now)
+    if user.email_verified_at is None:
+        repo.mark_email_verified(uow.conn, user.id, uow.now)
+        repo.unlink_identities(uow.conn, user.id)
+        repo.void_account_tokens(uow.conn, user.id, VERIFY_EMAIL, uow.now)
+    credentials_changed(uow)
+
+
+def send_verification_mail(uow: UnitOfWork, user: Any) -> None:
+    from kabar.mail.service import link, queue_mail
+
+    token = _issue_token(uow, user, VERIFY_EMAIL, VERIFY_EMAIL_TTL)
+    url = link(uow.db.settings, "/verify-email", token=token)
+    queue_mail(
+        uow,
+        to=user.email,
+        subject="Confirm your email address for Kabar",
+        kind=VERIFY_EMAIL,
+        body=(
+            f"Hello {user.name},\n\n"
+            "Confirm that this is your address: open the link below while signed in to your Kabar account.\n\n"
+            f"{url}\n\n"
+            f"The link expires in {VERIFY_EMAIL_TTL.days} days. If you have no Kabar account, ignore this mail.\n"
+        ),
+    )
+
+
+def resend_verification(uow: UnitOfWork, user_id: str) -> None:
+    user = repo.user_by_id(uow.conn, user_id)
+    if user is None:
+        raise not_found("User")
+    if user.email_verified_at is not None:
+        raise conflict("Your email address is verified already", slug="already-verified")
+    send_verification_mail(uow, user)
+
+
+def verify_email(uow: UnitOfWork, user_id: str, token: str) -> None:
+    """Mark the address verified. Only in a session of the account the link was sent for: a
+    link clicked by someone else must not vouch for an account they do not hold."""
+    row, user = _valid_token(uow, token, VERIFY_EMAIL)
+    if user.id != user_id:
+        raise forbidden(f"This link confirms {row.email}. Sign in as {row.email}, then open the link again.")
+    _use_token(uow, row)
+    if user.email_verified_at is None:
+        repo.mark_email_verified(uow.conn, user.id, uow.now)
+
+
+# -- identity-provider links ------------------------------------------------------------------
+
+
+def identity_of(claims: dict[str, Any]) -> tuple[str, str]:
+    """(issuer, subject) of a verified IdP token."""
+    return str(claims.get("iss") or "default"), str(claims["sub"])
+
+
+def email_verified_claim(claims: dict[str, Any]) -> bool:
+    """Only the top-level ``email_verified: true`` counts. (Supabase's ``user_metadata`` is
+    writable by the user, so its ``email_verified`` proves nothing.)"""
+    return claims.get("email_verified") is True
+
+
+def link_identity_to(uow: UnitOfWork, user_id: str, issuer: str, subject: str) -> dict[str, Any]:
+    """A signed-in user links an IdP sign-in they hold (they proved both) to their account."""
+    user = repo.user_by_id(uow.conn, user_id)
+    if user is None:
+        raise not_found("User")
+    if user.email_verified_at is None:
+        raise conflict(
+            "Confirm your email address first (use the link we mailed you, or send a new one from your account page); then link this sign-in.",
+            slug="email-unverified",
+        )
+    existing = repo.identity_user(uow.conn, issuer, subject)
+    if existing is not None and existing.id != user_id:
+        raise conflict("This sign-in is linked to another Kabar account already", slug="identity-taken")
+    if existing is None:
+        repo.link_identity(uow.conn, user_id=user_id, issuer=issuer, subject=subject, now=uow.now)
+    return {"issuer": issuer, "subject": subject}
+
+
+def identities_json(conn: Any, user_id: str) -> list[dict[str, Any]]:
+    return [{"issuer": r.issuer, "subject": r.subject, "created_at": r.created_at} for r in repo.identities_of(conn, user_id)]
 
 
 def csrf_token_for(settings: Settings, session_token: str) -> str:
@@ -191,8 +346,7 @@ class Authenticator:
             claims = await self.idp.verify(token)
         except InvalidToken as exc:
             raise unauthorized(f"Invalid token: {exc}") from exc
-        issuer = str(claims.get("iss") or "default")
-        subject = str(claims["sub"])
+        issuer, subject = identity_of(claims)
         email = claims.get("email")
 
         def _lookup(conn):  # noqa: ANN001, ANN202
@@ -203,7 +357,7 @@ class Authenticator:
         user, role = await self.db.read(_lookup)
         if user is None:
             try:
-                await self.db.transaction(_link_or_provision, issuer, subject, email)
+                await self.db.transaction(_link_or_provision, issuer, subject, email, email_verified_claim(claims))
             except IntegrityError:
                 pass  # a concurrent first request of the same subject linked it; use theirs
             user, role = await self.db.read(_lookup)
@@ -257,14 +411,32 @@ class KeyUsage:
             log.warning("could not record the use of API key %s: %s", key_id, exc)
 
 
-def _link_or_provision(uow: UnitOfWork, issuer: str, subject: str, email: str | None) -> Any:
-    """First sight of an IdP subject: link it to the user with that email, or create one."""
+def _link_or_provision(uow: UnitOfWork, issuer: str, subject: str, email: str | None, email_verified: bool) -> Any:
+    """First sight of an IdP subject: link it to the user with that email, or create one.
+
+    Linking by email hands the account to whoever holds the IdP sign-in, so it happens only when
+    both sides proved the address: the token says ``email_verified: true`` and the Kabar account's
+    address is verified. Otherwise the person links from their account page (signed in to both)."""
     user = repo.identity_user(uow.conn, issuer, subject)
     if user is not None:
         return user
     if not email:
         raise unauthorized("Token has no user in Kabar and no email claim to create one")
-    user = repo.user_by_email(uow.conn, str(email))
-    user_id = user.id if user else repo.insert_user(uow.conn, email=str(email), name=str(email).split("@")[0], password_hash=None, now=uow.now)
+    email = str(email).strip().lower()
+    user = repo.user_by_email(uow.conn, email)
+    if user is not None and not (email_verified and user.email_verified_at is not None):
+        raise Problem(
+            403,
+            "identity-not-linked",
+            "Sign-in not linked to a Kabar account",
+            f"A Kabar account for {email} exists, but this sign-in cannot be linked to it automatically "
+            "(the identity provider did not confirm the address, or the Kabar account has not confirmed it). "
+            "Sign in to Kabar with your password (or reset it by email at /forgot-password), then link this "
+            "sign-in on your account page (/account).",
+            extra={"link_url": "/account", "reset_url": "/forgot-password"},
+        )
+    user_id = user.id if user else repo.insert_user(
+        uow.conn, email=email, name=email.split("@")[0], password_hash=None, now=uow.now, verified=email_verified
+    )
     repo.link_identity(uow.conn, user_id=user_id, issuer=issuer, subject=subject, now=uow.now)
     return repo.user_by_id(uow.conn, user_id)

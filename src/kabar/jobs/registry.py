@@ -51,6 +51,8 @@ TASK_MODULES: list[str] = [
     "kabar.realtime.tasks",
     "kabar.ari.tasks",
     "kabar.integrations.tasks",
+    "kabar.auth.tasks",
+    "kabar.mail.tasks",
 ]
 
 

@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from kabar.auth.scope import Principal, Scope
 from kabar.errors import forbidden
-from kabar.http import provide_principal, provide_scope, runtime_of
+from kabar.http import SESSION_COOKIE, provide_principal, provide_scope, runtime_of
 from kabar.workspaces import schemas as s
 from kabar.workspaces import service
 
@@ -54,8 +54,9 @@ class MembersController(Controller):
         return {"data": await runtime_of(request).db.read(service.list_members, ctx), "next_cursor": None}
 
     @post("/members", status_code=HTTP_201_CREATED)
-    async def add_member(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.MemberAdd]) -> s.Member:
-        return await runtime_of(request).db.transaction(service.add_member, ctx, data)
+    async def add_member(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.InvitationCreate]) -> s.Invitation:
+        """Adding a person is inviting them: this creates (and mails) an invitation they accept."""
+        return await runtime_of(request).db.transaction(service.create_invitation, ctx, data)
 
     @patch("/members/{user_id:str}")
     async def update_member(self, request: Request, ctx: NamedDependency[Scope], user_id: FromPath[str], data: JSONBody[s.MemberUpdate]) -> s.Member:
@@ -90,11 +91,19 @@ class MembersController(Controller):
         await runtime_of(request).db.transaction(service.revoke_api_key, ctx, key_id)
 
 
+async def _caller_id(request: Request) -> str | None:
+    """The signed-in person, if any credentials came with the request (bad ones are a 401)."""
+    has_header = any(name == b"authorization" for name, _ in request.scope["headers"])
+    if not has_header and not request.cookies.get(SESSION_COOKIE):
+        return None
+    return (await provide_principal(request)).user_id
+
+
 @post("/v1/invitations/accept", tags=["workspaces"], status_code=200)
 async def accept_invitation(request: Request, data: JSONBody[s.InvitationAccept]) -> dict[str, Any]:
     runtime = runtime_of(request)
     return await runtime.db.transaction(
-        service.accept_invitation, runtime.settings, data, request.headers.get("user-agent")
+        service.accept_invitation, runtime.settings, data, await _caller_id(request), request.headers.get("user-agent")
     )
 
 

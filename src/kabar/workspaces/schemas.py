@@ -34,12 +34,6 @@ class Workspace(msgspec.Struct):
     role: str | None = None
 
 
-class MemberAdd(msgspec.Struct, forbid_unknown_fields=True):
-    role: Literal["admin", "member"] = "member"
-    user_id: str | None = None
-    email: Email | None = None
-
-
 class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True):
     role: Literal["owner", "admin", "member"]
 
@@ -58,14 +52,15 @@ class InvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
-class Invitation(msgspec.Struct, omit_defaults=True):  # ``token`` appears only when created
+class Invitation(msgspec.Struct):
+    """The link (its token) is mailed to the invited address only, never shown to the inviter."""
+
     id: str
     email: str
     role: str
     status: str
     expires_at: datetime
     created_at: datetime
-    token: str | None = None  # only in the response that creates it
 
 
 class InvitationAccept(msgspec.Struct, forbid_unknown_fields=True):

@@ -13,7 +13,7 @@ from kabar.auth import repository as auth_repo
 from kabar.auth import service as auth_service
 from kabar.auth.cache import credentials_changed
 from kabar.auth.scope import Scope
-from kabar.crypto import constant_time_equals, hash_password
+from kabar.crypto import constant_time_equals
 from kabar.db import tables as t
 from kabar.db.uow import UnitOfWork
 from kabar.errors import Problem, conflict, forbidden, invalid, not_found
@@ -149,24 +149,6 @@ def list_members(conn: Connection, scope: Scope) -> list[s.Member]:
     return [_member_out(r) for r in _member_rows(conn, scope)]
 
 
-def add_member(uow: UnitOfWork, scope: Scope, data: s.MemberAdd) -> s.Member:
-    """Add an existing Kabar user directly (new people are invited instead)."""
-    scope.require("members.manage")
-    if not data.user_id and not data.email:
-        raise invalid("email", "give email or user_id of an existing user (or send an invitation)")
-    user = auth_repo.user_by_id(uow.conn, data.user_id) if data.user_id else auth_repo.user_by_email(uow.conn, data.email or "")
-    if user is None:
-        raise invalid("email" if data.email else "user_id", "no such user; send an invitation instead")
-    if auth_repo.member_role(uow.conn, scope.workspace_id, user.id):
-        raise conflict("That user is already a member", slug="already-member")
-    uow.conn.execute(
-        insert(t.members).values(workspace_id=scope.workspace_id, user_id=user.id, role=data.role, settings={}, created_at=uow.now)
-    )
-    member = _member_out(_member_rows(uow.conn, scope, user.id)[0])
-    uow.emit(scope.workspace_id, "member.added", {"user_id": user.id, "role": data.role})
-    return member
-
-
 def update_member(uow: UnitOfWork, scope: Scope, user_id: str, data: s.MemberUpdate) -> s.Member:
     scope.require("members.manage")
     current = auth_repo.member_role(uow.conn, scope.workspace_id, user_id)
@@ -213,17 +195,20 @@ def remove_member(uow: UnitOfWork, scope: Scope, user_id: str) -> None:
 # -- invitations ------------------------------------------------------------------------------
 
 
-def _invitation_out(row: Any, token: str | None = None) -> s.Invitation:
+def _invitation_out(row: Any) -> s.Invitation:
     status = row.status
     if status == "pending" and row.expires_at is not None:
         from kabar.db.types import utcnow
 
         if row.expires_at < utcnow():
             status = "expired"
-    return s.Invitation(id=row.id, email=row.email, role=row.role, status=status, expires_at=row.expires_at, created_at=row.created_at, token=token)
+    return s.Invitation(id=row.id, email=row.email, role=row.role, status=status, expires_at=row.expires_at, created_at=row.created_at)
 
 
 def create_invitation(uow: UnitOfWork, scope: Scope, data: s.InvitationCreate) -> s.Invitation:
+    """Invite someone by email: the link goes to that mailbox only, never to the inviter, so
+    only the person who reads it can accept (and the answer is the same whether or not the
+    address has a Kabar account)."""
     scope.require("invitations.manage")
     email = data.email.strip().lower()
     existing = auth_repo.user_by_email(uow.conn, email)
@@ -245,9 +230,32 @@ def create_invitation(uow: UnitOfWork, scope: Scope, data: s.InvitationCreate) -
             created_at=uow.now,
         )
     )
-    row = uow.conn.execute(select(t.invitations).where(t.invitations.c.id == invitation_id)).one()
-    uow.emit(scope.workspace_id, "invitation.created", {"id": invitation_id, "email": email, "role": data.role})
-    return _invitation_out(row, token=f"{invitation_id}.{secret}")
+    _mail_invitation(uow, scope, email, data.role, f"{invitation_id}.{secret}")
+    row = uow.conn.execute(scope.select(t.invitations).where(t.invitations.c.id == invitation_id)).one()
+    # No address in the event: every subscriber of the workspace's feed receives it.
+    uow.emit(scope.workspace_id, "invitation.created", {"id": invitation_id, "role": data.role, "status": "pending"})
+    return _invitation_out(row)
+
+
+def _mail_invitation(uow: UnitOfWork, scope: Scope, email: str, role: str, token: str) -> None:
+    from kabar.mail.service import link, queue_mail
+
+    workspace = uow.conn.execute(select(t.workspaces.c.name).where(t.workspaces.c.id == scope.workspace_id)).scalar()
+    inviter = auth_repo.user_by_id(uow.conn, scope.user_id) if scope.user_id else None
+    who = f"{inviter.name} ({inviter.email})" if inviter else "A workspace admin"
+    url = link(uow.db.settings, "/accept-invite", token=token)
+    queue_mail(
+        uow,
+        to=email,
+        subject=f"You are invited to {workspace} on Kabar",
+        kind="invitation",
+        body=(
+            f"{who} invited you to join the workspace {workspace} on Kabar as {role}.\n\n"
+            f"Accept the invitation here:\n\n{url}\n\n"
+            f"The link works once and expires in {INVITATION_TTL.days} days. If you already have a Kabar "
+            "account with this address, you will be asked to sign in to it. If you did not expect this, ignore this mail.\n"
+        ),
+    )
 
 
 def list_invitations(conn: Connection, scope: Scope) -> list[s.Invitation]:
@@ -256,8 +264,16 @@ def list_invitations(conn: Connection, scope: Scope) -> list[s.Invitation]:
     return [_invitation_out(r) for r in rows]
 
 
-def accept_invitation(uow: UnitOfWork, settings: Any, data: s.InvitationAccept, user_agent: str | None) -> dict[str, Any]:
-    """Join the workspace; creates the user (with a password) when the email is new. Logs them in."""
+def accept_invitation(
+    uow: UnitOfWork, settings: Any, data: s.InvitationAccept, caller_id: str | None, user_agent: str | None
+) -> dict[str, Any]:
+    """Join the workspace.
+
+    - No account for the invited address: creates it with the password given (unverified until
+      the link mailed now is used) and signs it in.
+    - An account exists: only that account, signed in, may accept (no password in the body);
+      it only gains the membership. Nobody gets a credential to an account they do not hold.
+    """
     invitation_id, _, secret = data.token.partition(".")
     row = uow.conn.execute(select(t.invitations).where(t.invitations.c.id == invitation_id)).first() if secret else None
     if row is None or not constant_time_equals(row.secret_hash, token_hash(secret)):
@@ -265,27 +281,59 @@ def accept_invitation(uow: UnitOfWork, settings: Any, data: s.InvitationAccept, 
     if row.status != "pending" or row.expires_at < uow.now:
         raise Problem(410, "invitation-expired", "Invitation no longer valid", f"This invitation is {row.status if row.status != 'pending' else 'expired'}")
     user = auth_repo.user_by_email(uow.conn, row.email)
+    result: dict[str, Any] = {"workspace_id": row.workspace_id, "role": row.role}
     if user is None:
         if not data.password:
             raise invalid("password", "is required to create your account")
-        user_id = auth_service.create_user(uow, email=row.email, password=data.password, name=data.name or row.name or "")
-    else:
-        user_id = user.id
-        if user.password_hash is None and data.password:
-            auth_service.validate_password(data.password)
-            uow.conn.execute(update(t.users).where(t.users.c.id == user_id).values(password_hash=hash_password(data.password)))
-    if not auth_repo.member_role(uow.conn, row.workspace_id, user_id):
-        uow.conn.execute(
-            insert(t.members).values(workspace_id=row.workspace_id, user_id=user_id, role=row.role, settings={}, created_at=uow.now)
+        user_id = auth_service.create_user(uow, email=row.email, password=data.password, name=data.name or row.name or "", verified=False)
+        user = auth_repo.user_by_id(uow.conn, user_id)
+        auth_service.send_verification_mail(uow, user)
+        result["token"] = auth_service.login(uow, settings, email=user.email, password=data.password, user_agent=user_agent)["token"]
+    elif caller_id != user.id:
+        raise Problem(
+            403,
+            "sign-in-required",
+            "Sign in to accept",
+            f"This invitation is for {row.email}, which has a Kabar account. Sign in as {row.email} "
+            "(reset its password by email if you do not know it), then accept the invitation again.",
+            extra={"email": row.email, "account_exists": True},
         )
-    uow.conn.execute(update(t.invitations).where(t.invitations.c.id == row.id).values(status="accepted", accepted_at=uow.now))
-    uow.emit(row.workspace_id, "member.added", {"user_id": user_id, "role": row.role})
-    user = auth_repo.user_by_id(uow.conn, user_id)
-    result: dict[str, Any] = {"workspace_id": row.workspace_id, "role": row.role, "user": auth_service.user_json(user)}
-    if user.password_hash is not None and data.password:
-        session = auth_service.login(uow, settings, email=user.email, password=data.password, user_agent=user_agent)
-        result["token"] = session["token"]
+    elif data.password:
+        raise Problem(
+            409, "password-not-accepted", "No password here",
+            "You are signed in to this account: accept without a password (change passwords on your account page).",
+        )
+    if not auth_repo.member_role(uow.conn, row.workspace_id, user.id):
+        uow.conn.execute(
+            insert(t.members).values(workspace_id=row.workspace_id, user_id=user.id, role=row.role, settings={}, created_at=uow.now)
+        )
+    uow.conn.execute(
+        update(t.invitations)
+        .where(t.invitations.c.workspace_id == row.workspace_id, t.invitations.c.id == row.id)
+        .values(status="accepted", accepted_at=uow.now)
+    )
+    uow.emit(row.workspace_id, "member.added", {"user_id": user.id, "role": row.role})
+    result["user"] = auth_service.user_json(user)
     return result
+
+
+def invitation_preview(conn: Connection, token: str) -> dict[str, Any] | None:
+    """For the accept page (the holder of the token reads the invited mailbox): the workspace,
+    the address, and whether it has an account already. None for a wrong or used token."""
+    invitation_id, _, secret = token.partition(".")
+    row = conn.execute(select(t.invitations).where(t.invitations.c.id == invitation_id)).first() if secret else None
+    if row is None or not constant_time_equals(row.secret_hash, token_hash(secret)):
+        return None
+    from kabar.db.types import utcnow
+
+    workspace = conn.execute(select(t.workspaces.c.name).where(t.workspaces.c.id == row.workspace_id)).scalar()
+    return {
+        "email": row.email,
+        "workspace_name": workspace,
+        "role": row.role,
+        "valid": row.status == "pending" and row.expires_at >= utcnow(),
+        "account_exists": auth_repo.user_by_email(conn, row.email) is not None,
+    }
 
 
 def revoke_invitation(uow: UnitOfWork, scope: Scope, invitation_id: str) -> None:
