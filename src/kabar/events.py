@@ -6,6 +6,7 @@ Payload = the resource as the API shows it (``contact_out``, ``conversation_out`
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import msgspec
@@ -37,11 +38,76 @@ INVITATION_CREATED = "invitation.created"
 API_KEY_CREATED = "api_key.created"
 API_KEY_REVOKED = "api_key.revoked"
 WEBHOOK_DISABLED = "webhook.disabled"  # an outgoing-webhook endpoint failed too long (kabar.integrations)
+CHANNEL_UPDATED = "channel.updated"  # kabar.channels.service
+WORKSPACE_SEEDED = "workspace.seeded"  # kabar.demo
+# ARI settings (kabar.ari.service): "<family>.created|updated|deleted" for the small tables.
+ARI_CONFIG_UPDATED = "ari.config_updated"
+ARI_SCORING_UPDATED = "ari.scoring_updated"
+ARI_SETTINGS_FAMILIES = ("ari.flow_stage", "ari.knowledge", "ari.slot")
+
+
+class Audience(StrEnum):
+    """Who receives an event on the realtime feeds (WebSocket, SSE, polling)."""
+
+    MANAGERS = "managers"  # owners and admins: settings, people, invitations, keys, channel, webhooks
+    CONTACT = "contact"  # whoever may see the event's contact (kabar.auth.visibility); emit with contact_id
+    AUTHOR = "author"  # the person named in the payload's ``created_by``, and whoever sees every customer
+    EVERYONE = "everyone"  # every reader of the workspace's feed (nothing private in the payload)
+
+
+# Every event type and its audience: the one place that decides it. A type missing here reaches
+# owners and admins only (``audience_of``), so a new feature's events cannot leak to members.
+AUDIENCE: dict[str, Audience] = {
+    CONTACT_CREATED: Audience.CONTACT,
+    CONTACT_UPDATED: Audience.CONTACT,
+    CONTACT_DELETED: Audience.CONTACT,
+    CONTACT_MERGED: Audience.CONTACT,
+    NOTE_CREATED: Audience.CONTACT,
+    NOTE_UPDATED: Audience.CONTACT,
+    NOTE_DELETED: Audience.CONTACT,
+    CONVERSATION_CREATED: Audience.CONTACT,
+    CONVERSATION_UPDATED: Audience.CONTACT,
+    CONVERSATION_DELETED: Audience.CONTACT,
+    MESSAGE_CREATED: Audience.CONTACT,
+    MESSAGE_UPDATED: Audience.CONTACT,
+    UPLOAD_CREATED: Audience.AUTHOR,  # not sent yet: its uploader's (sent, it follows its conversation)
+    ARI_STATE_CHANGED: Audience.CONTACT,
+    ARI_HANDOFF: Audience.CONTACT,
+    APPOINTMENT_CREATED: Audience.CONTACT,
+    APPOINTMENT_UPDATED: Audience.CONTACT,
+    MEMBER_ADDED: Audience.EVERYONE,  # {user_id, role}: no email
+    MEMBER_UPDATED: Audience.EVERYONE,
+    MEMBER_REMOVED: Audience.EVERYONE,
+    WORKSPACE_CREATED: Audience.MANAGERS,
+    WORKSPACE_UPDATED: Audience.MANAGERS,  # carries the settings
+    WORKSPACE_SEEDED: Audience.MANAGERS,
+    INVITATION_CREATED: Audience.MANAGERS,  # carries the invitee's email
+    API_KEY_CREATED: Audience.MANAGERS,
+    API_KEY_REVOKED: Audience.MANAGERS,
+    WEBHOOK_DISABLED: Audience.MANAGERS,
+    CHANNEL_UPDATED: Audience.MANAGERS,
+    ARI_CONFIG_UPDATED: Audience.MANAGERS,
+    ARI_SCORING_UPDATED: Audience.MANAGERS,
+    **{f"{family}.{verb}": Audience.MANAGERS for family in ARI_SETTINGS_FAMILIES for verb in ("created", "updated", "deleted")},
+}
+
+
+def audience_of(event_type: str) -> Audience:
+    """The event type's audience; owners and admins only for a type not in ``AUDIENCE``."""
+    return AUDIENCE.get(event_type, Audience.MANAGERS)
 
 
 def known_types() -> frozenset[str]:
-    """Every event type named in this module (what outgoing webhooks may subscribe to)."""
-    return frozenset(v for k, v in globals().items() if k.isupper() and isinstance(v, str) and "." in v)
+    """Every event type Kabar writes (what outgoing webhooks may subscribe to)."""
+    return frozenset(AUDIENCE)
+
+
+def reassigned(data: dict[str, Any], previous_assignee_id: str | None) -> dict[str, Any]:
+    """The payload of a ``contact.updated`` / ``conversation.updated`` whose assignee changed:
+    it also reaches the previous assignee, whose open inbox then drops the customer."""
+    if previous_assignee_id and previous_assignee_id != data.get("assignee_id"):
+        return {**data, "previous_assignee_id": previous_assignee_id}
+    return data
 
 
 def payload(resource: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from kabar.ari.pipeline import Config, Decision, TurnInput, decide, failure
 from kabar.ari.scoring import Weights
 from kabar.ari.state import ACTIVE_STATES, DEFAULT_HANDOFF_AFTER
 from kabar.auth.scope import Scope
+from kabar.auth.visibility import Owner
 from kabar.contacts import repository as contacts_repo
 from kabar.contacts.schemas import contact_out, note_out
 from kabar.contacts.service import search_text_for
@@ -391,7 +392,7 @@ def list_appointments(
     ctx.require("ari.read")
     a = t.ari_appointments
     stmt = repo.appointments_statement(ctx.workspace_id)
-    visible = ctx.visible(t.conversations.c.assignee_id)
+    visible = ctx.visible(t.conversations)
     if visible is not None:
         stmt = stmt.where(visible)
     if start is not None:
@@ -411,7 +412,7 @@ def list_appointments(
 
 def _visible_appointment(conn: Connection, ctx: Scope, appointment_id: str) -> Any:
     row = repo.get_appointment(conn, ctx.workspace_id, appointment_id)
-    if row is None or (not ctx.sees_everything and row.conversation_assignee_id not in (None, ctx.user_id)):
+    if row is None or not ctx.may_see(Owner(row.conversation_assignee_id)):
         raise not_found("Appointment")
     return row
 

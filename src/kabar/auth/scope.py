@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Table, or_, select
+from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.sql import Select
 
+from kabar.auth import visibility
 from kabar.auth.permissions import Role, allowed
+from kabar.auth.visibility import Viewer
 from kabar.errors import forbidden
 
 
@@ -47,21 +49,32 @@ class Scope:
             raise forbidden(f"Your role ({self.role}) does not allow {permission}")
 
     @property
+    def viewer(self) -> Viewer:
+        """What this caller may see, for ``kabar.auth.visibility`` (the one visibility rule)."""
+        return Viewer.of(self)
+
+    @property
     def sees_everything(self) -> bool:
-        return self.role is not Role.MEMBER
+        return self.viewer.sees_all
 
     def select(self, table: Table, *columns) -> Select:  # noqa: ANN002
         """The workspace-scoped base statement of every repository query on ``table``."""
         stmt = select(*columns) if columns else select(table)
         return stmt.where(table.c.workspace_id == self.workspace_id)
 
-    def visible(self, assignee_column) -> ColumnElement[bool] | None:  # noqa: ANN001
-        """Members see what is assigned to them or to nobody; others see everything."""
-        if self.sees_everything:
-            return None
-        return or_(assignee_column == self.user_id, assignee_column.is_(None))
+    def visible(self, owner) -> ColumnElement[bool] | None:  # noqa: ANN001
+        """The visibility rule's SQL condition on ``owner`` (a table with an assignee, or its
+        ``assignee_id`` column); None when the caller sees everything."""
+        return visibility.clause(self.viewer, owner.table if isinstance(owner, ColumnElement) else owner)
 
-    def select_visible(self, table: Table, assignee_column, *columns) -> Select:  # noqa: ANN001, ANN002
+    def may_see(self, row: Any) -> bool:
+        """The same rule in Python, for a contact or conversation row read without it."""
+        return visibility.may_see(self.viewer, row)
+
+    def select_visible(self, table: Table, owner, *columns) -> Select:  # noqa: ANN001, ANN002
+        """``select`` on ``table`` restricted by the visibility rule on ``owner`` (the table that
+        carries the customer's assignee, or its ``assignee_id`` column: ``table`` itself, or one
+        the statement joins)."""
         stmt = self.select(table, *columns)
-        clause = self.visible(assignee_column)
+        clause = self.visible(owner)
         return stmt if clause is None else stmt.where(clause)

@@ -170,7 +170,11 @@ def attach_download(uow: UnitOfWork, workspace_id: str, message_id: str, upload:
     row = ingest_repo.message_by_id(uow.conn, workspace_id, message_id, lock=True)
     if row is None or row.media is None or row.media.get("id"):
         return
-    messages_repo.insert_upload(uow.conn, {**upload, "workspace_id": workspace_id, "origin": "inbound", "created_at": uow.now})
+    # Received in this conversation: visible exactly when it is (kabar.auth.visibility).
+    messages_repo.insert_upload(
+        uow.conn,
+        {**upload, "workspace_id": workspace_id, "origin": "inbound", "created_at": uow.now, "conversation_id": row.conversation_id, "contact_id": row.contact_id},
+    )
     media = {**row.media, "id": upload["id"], "size": upload["size"], "sha256": upload["sha256"], "mime_type": upload["mime_type"]}
     media.pop("url", None)  # the provider's URL expires; the local copy is what the API serves
     row = ingest_repo.update_message(uow.conn, workspace_id, message_id, {"media": media, "updated_at": uow.now})

@@ -22,7 +22,6 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
-    or_,
     select,
     text,
     tuple_,
@@ -31,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import array
 
+from kabar.auth import visibility
 from kabar.auth.scope import Scope
 from kabar.db import tables as t
 from kabar.db.prepared import Prepared, Reader, Row
@@ -130,7 +130,7 @@ class ContactFilters:
 
 def visible(ctx: Scope, *columns: Any) -> Select:
     """Contacts the caller may see (a member: assigned to them or to nobody)."""
-    return ctx.select_visible(k, k.c.assignee_id, *columns)
+    return ctx.select_visible(k, k, *columns)
 
 
 def get_contact(conn: Connection, ctx: Scope, contact_id: str) -> Any:
@@ -190,9 +190,9 @@ def filtered(conn: Connection, ctx: Scope, f: ContactFilters, *columns: Any) -> 
         # rows up by the FTS rowids rather than walking ix_contacts_ws_created.
         stmt = select(*columns) if columns else select(k)
         stmt = stmt.where(_UNINDEXED_WORKSPACE == literal(ctx.workspace_id))
-        visibility = ctx.visible(k.c.assignee_id)
-        if visibility is not None:
-            stmt = stmt.where(visibility)
+        visible_clause = ctx.visible(k)
+        if visible_clause is not None:
+            stmt = stmt.where(visible_clause)
     else:
         stmt = visible(ctx, *columns)
     if found is not None:
@@ -277,9 +277,9 @@ def notes_export_batch(
         .join_from(n, k, and_(k.c.id == n.c.contact_id, k.c.workspace_id == n.c.workspace_id))
         .outerjoin(t.users, t.users.c.id == n.c.author_id)
     )
-    visibility = ctx.visible(k.c.assignee_id)
-    if visibility is not None:
-        stmt = stmt.where(visibility)
+    visible_clause = ctx.visible(k)
+    if visible_clause is not None:
+        stmt = stmt.where(visible_clause)
     if contact_id is not None:
         stmt = stmt.where(n.c.contact_id == contact_id)
     if after is not None:
@@ -312,8 +312,8 @@ _CONTEXT_CONTACT_COLUMNS = (
 CONTEXT_CONTACT = select(*_CONTEXT_CONTACT_COLUMNS).where(
     k.c.workspace_id == bindparam("ws"), k.c.phone_e164 == bindparam("phone")
 )
-# A member sees only contacts assigned to them or to nobody (the same rule as Scope.visible).
-CONTEXT_CONTACT_MEMBER = CONTEXT_CONTACT.where(or_(k.c.assignee_id == bindparam("user_id"), k.c.assignee_id.is_(None)))
+# A member's share (kabar.auth.visibility, with the user id as a bind parameter).
+CONTEXT_CONTACT_MEMBER = CONTEXT_CONTACT.where(visibility.member_clause(k, bindparam("user_id")))
 _m = t.messages
 
 

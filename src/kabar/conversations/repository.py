@@ -47,6 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import array
 
+from kabar.auth import visibility
 from kabar.auth.scope import Scope
 from kabar.contacts.repository import Search, search
 from kabar.db import tables as t
@@ -192,7 +193,7 @@ def _conditions(shape: _Shape, table: Any = c) -> list[Any]:
     out = [col.workspace_id == bindparam("ws")]
     assignee = col.assignee_key if counting else col.assignee_id
     if shape.member:
-        out.append(assignee.in_((bindparam("user_id"), "")) if counting else or_(assignee == bindparam("user_id"), assignee.is_(None)))
+        out.append(visibility.member_clause(table, bindparam("user_id")))
     if shape.unread:
         out.append(col.unread.is_(True) if counting else col.unread_count > 0)
     if shape.statuses:
@@ -350,9 +351,7 @@ def counts(run: Run, dialect: str, ctx: Scope, f: ListFilters) -> tuple[int, int
 
 def counts_by_status(conn: Connection, ctx: Scope) -> dict[str, tuple[int, int]]:
     """{status: (conversations, with unread messages)} the caller can see."""
-    stmt = ctx.select(cc, cc.c.status, *_totals(cc)).group_by(cc.c.status)
-    if not ctx.sees_everything:  # a member: assigned to them or to nobody
-        stmt = stmt.where(cc.c.assignee_key.in_((ctx.user_id, "")))
+    stmt = ctx.select_visible(cc, cc, cc.c.status, *_totals(cc)).group_by(cc.c.status)
     return {status: (int(n), int(unread)) for status, n, unread in conn.execute(stmt)}
 
 
@@ -370,7 +369,7 @@ def get_joined(conn: Connection, workspace_id: str, conversation_id: str) -> Any
 
 def get_visible(conn: Connection, ctx: Scope, conversation_id: str) -> Any:
     """The conversation if ``ctx`` may see it (members: assigned to them or unassigned), else None."""
-    stmt = ctx.select_visible(c, c.c.assignee_id, c, *CONTACT_SUMMARY_COLUMNS).select_from(_contact_join())
+    stmt = ctx.select_visible(c, c, c, *CONTACT_SUMMARY_COLUMNS).select_from(_contact_join())
     return conn.execute(stmt.where(c.c.id == conversation_id)).first()
 
 

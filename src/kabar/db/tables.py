@@ -439,10 +439,15 @@ uploads = Table(
     Column("sha256", String(64), nullable=False),
     Column("path", String(500), nullable=False),  # relative to KABAR_DATA_DIR
     Column("origin", String(10), nullable=False, server_default="upload"),  # upload|inbound
-    Column("created_by", ID),
+    Column("created_by", ID),  # the uploader (null: an API key, or inbound media)
     Column("created_at", UTCDateTime, nullable=False),
+    # The conversation (and its contact) the file was sent or received in: from then on it is
+    # visible exactly when that conversation is (kabar.auth.visibility); null while unsent.
+    Column("conversation_id", ID, ForeignKey("conversations.id", ondelete="CASCADE")),
+    Column("contact_id", ID, ForeignKey("contacts.id", ondelete="CASCADE")),
 )
 Index("ix_uploads_ws_created", uploads.c.workspace_id, uploads.c.created_at)
+Index("ix_uploads_ws_conversation", uploads.c.workspace_id, uploads.c.conversation_id)
 
 # A retry of a create with the same Idempotency-Key returns the stored first response.
 idempotency_keys = Table(

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
+from kabar.auth import visibility
+from kabar.auth.scope import Scope
 from kabar.db import tables as t
 
 m = t.messages
 u = t.uploads
+c = t.conversations
 
 
 def history(
@@ -40,6 +43,26 @@ def update_message(conn: Connection, workspace_id: str, message_id: str, values:
 
 def get_upload(conn: Connection, workspace_id: str, upload_id: str) -> Any:
     return conn.execute(select(u).where(u.c.workspace_id == workspace_id, u.c.id == upload_id)).first()
+
+
+def get_visible_upload(conn: Connection, ctx: Scope, upload_id: str) -> Any:
+    """The upload if the caller may see it (kabar.auth.visibility: a sent one with its
+    conversation, an unsent one by its uploader), else None."""
+    stmt = ctx.select(u).outerjoin(c, and_(c.c.workspace_id == u.c.workspace_id, c.c.id == u.c.conversation_id))
+    clause = visibility.attached_clause(ctx.viewer, c, u.c.conversation_id, u.c.created_by)
+    if clause is not None:
+        stmt = stmt.where(clause)
+    return conn.execute(stmt.where(u.c.id == upload_id)).first()
+
+
+def attach_upload(conn: Connection, workspace_id: str, upload_id: str, conversation_id: str, contact_id: str) -> bool:
+    """Give an unsent upload its conversation; False if it already has one."""
+    result = conn.execute(
+        update(u)
+        .where(u.c.workspace_id == workspace_id, u.c.id == upload_id, u.c.conversation_id.is_(None))
+        .values(conversation_id=conversation_id, contact_id=contact_id)
+    )
+    return bool(result.rowcount)
 
 
 def insert_upload(conn: Connection, values: dict[str, Any]) -> None:

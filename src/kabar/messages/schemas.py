@@ -104,6 +104,9 @@ class MessageCreate(msgspec.Struct, forbid_unknown_fields=True):
     media: MediaIn | None = None
     template: TemplateIn | None = None
     reply_to_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    # "bot": an API key sending as an automated integration (stored as a bot message; ARI keeps
+    # answering). Any other send is a human takeover: ARI stops replying in the conversation.
+    sender_type: Literal["user", "bot"] = "user"
 
 
 class ReactionIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -134,9 +137,12 @@ class UploadOut(msgspec.Struct):
     size: int
     sha256: str
     created_at: datetime
+    created_by: str | None = None  # the uploader (null for an API key); the upload.created audience
+    conversation_id: str | None = None  # set once it was sent (or received) in a conversation
 
 
 def upload_out(row: Any) -> UploadOut:
     return UploadOut(
-        upload_id=row.id, filename=row.filename, mime_type=row.mime_type, size=row.size, sha256=row.sha256, created_at=row.created_at
+        upload_id=row.id, filename=row.filename, mime_type=row.mime_type, size=row.size, sha256=row.sha256, created_at=row.created_at,
+        created_by=row.created_by, conversation_id=row.conversation_id,
     )

@@ -105,6 +105,9 @@ def send_message(uow: UnitOfWork, ctx: Scope, conversation_id: str, data: Messag
     """A staff member (or an API key) replies in a conversation they can see."""
     ctx.require("messages.send")
     visible_or_404(uow.conn, ctx, conversation_id)
+    if data.media is not None and data.media.upload_id is not None and repo.get_visible_upload(uow.conn, ctx, data.media.upload_id) is None:
+        # Another member's unsent file, or one sent in a conversation the caller cannot see.
+        raise invalid_fields([{"field": "media.upload_id", "message": "is not an upload of this workspace"}])
     via_key = ctx.principal.api_key_id
     return create_outbound_message(
         uow,
@@ -151,6 +154,8 @@ def create_outbound_message(
     content = _validated_content(uow.conn, workspace_id, conversation_id, type, text, media_in, template_in, reply_to_id)
     if type != "template":
         require_open_window(conversation, uow.now)
+    if content["media"] and content["media"].get("id"):
+        content["media"]["id"] = _attach_upload(uow, workspace_id, content["media"]["id"], conversation)
     message_id = new_id()
     row = {
         "id": message_id,
@@ -184,6 +189,21 @@ def create_outbound_message(
     )
     uow.enqueue(SEND_JOB, {"message_id": message_id}, workspace_id=workspace_id, serial_key=f"send:{conversation_id}")
     return out
+
+
+def _attach_upload(uow: UnitOfWork, workspace_id: str, upload_id: str, conversation: Any) -> str:
+    """The id of the upload to send in ``conversation``: an unsent upload now belongs to it
+    (kabar.auth.visibility); one already sent elsewhere is copied (same file, a new id that
+    belongs here), so that each conversation's files follow that conversation's visibility."""
+    if repo.attach_upload(uow.conn, workspace_id, upload_id, conversation.id, conversation.contact_id):
+        return upload_id
+    row = repo.get_upload(uow.conn, workspace_id, upload_id)
+    if row.conversation_id == conversation.id:
+        return upload_id
+    copy_id = new_id()
+    copy = {**row._asdict(), "id": copy_id, "conversation_id": conversation.id, "contact_id": conversation.contact_id, "created_at": uow.now}
+    repo.insert_upload(uow.conn, copy)
+    return copy_id
 
 
 def _coerce(value: Any, struct: type, field: str) -> Any:
@@ -424,8 +444,10 @@ def record_upload(
 
 
 def get_upload(conn: Connection, ctx: Scope, upload_id: str) -> Any:
+    """An upload the caller may download: a sent one with its conversation, an unsent one by its
+    uploader (kabar.auth.visibility); 404 otherwise, as for another workspace's."""
     ctx.require("conversations.read")
-    row = repo.get_upload(conn, ctx.workspace_id, upload_id)
+    row = repo.get_visible_upload(conn, ctx, upload_id)
     if row is None:
         raise not_found("Upload")
     return row

@@ -30,6 +30,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from kabar.auth import visibility
 from kabar.auth.scope import Scope
 from kabar.db.engine import StorageUnavailable
 from kabar.errors import Problem, bad_request, forbidden, invalid
@@ -38,7 +39,7 @@ from kabar.observability.middleware import workspace_id_var
 from kabar.realtime import repository as repo
 from kabar.realtime import service
 from kabar.realtime.feed import Ephemeral, SocketSubscription, StreamSubscription, ws_message
-from kabar.realtime.service import LogEvent, Viewer, audience
+from kabar.realtime.service import LogEvent
 from kabar.realtime.transport import raw_send, raw_writer
 
 log = logging.getLogger("kabar.realtime")
@@ -91,7 +92,7 @@ async def stream_events(request: Request, ctx: NamedDependency[Scope], since: Fr
     if since is not None and since < 0:
         raise invalid("since", "must be 0 or more")
     runtime = runtime_of(request)
-    sub = StreamSubscription(runtime.hub, ctx.workspace_id, Viewer.of(ctx))
+    sub = StreamSubscription(runtime.hub, ctx.workspace_id, ctx.viewer)
     try:
         resync = await sub.start(since)
     except BaseException:
@@ -180,7 +181,7 @@ class SocketSession:
         self.socket = socket
         # The server's own send and transport when it exposes them (uvicorn), else Litestar's send.
         send = raw_send(socket.scope) or socket.send
-        self.sub = SocketSubscription(runtime.hub, ctx.workspace_id, Viewer.of(ctx), send, self._ended, raw_writer(socket.scope))
+        self.sub = SocketSubscription(runtime.hub, ctx.workspace_id, ctx.viewer, send, self._ended, raw_writer(socket.scope))
         self.task: asyncio.Task[Any] | None = None
         self.ending = False
         self.subscribed = False
@@ -268,7 +269,7 @@ class SocketSession:
         if now - sent.get(key, 0.0) < TYPING_MIN_INTERVAL:
             return  # throttled: the others already know
         found = await self._conversation_audience(conversation_id, now)
-        if found is None or not Viewer.of(self.ctx).sees(found[1]):
+        if found is None or not self.ctx.viewer.sees(found[1]):
             self.reply({"op": "error", "status": 404, "detail": "Conversation not found"})
             return
         sent[key] = now
@@ -295,8 +296,7 @@ class SocketSession:
         row = await self.runtime.db.read(repo.conversation_audience, self.ctx.workspace_id, conversation_id)
         if row is None:
             return None
-        contact_id, assignee_id = row
-        value = (contact_id, audience(contact_id, True, assignee_id, None))
+        value = (row.contact_id, visibility.audience(row))
         cache[conversation_id] = (now, value)
         return value
 

@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from kabar.auth.visibility import Viewer
 from kabar.realtime import repository as repo
-from kabar.realtime.service import LogEvent, Viewer, needs_resync, to_events
+from kabar.realtime.service import LogEvent, needs_resync, to_events
 from kabar.realtime.transport import RawWriter
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ import msgspec
 from kabar.config import Settings
 from kabar.db.engine import Database
 from kabar.realtime.feed import FeedRegistry
-from kabar.realtime.service import audience as event_audience
+from kabar.auth import visibility
 
 log = logging.getLogger("kabar.realtime")
 
@@ -126,16 +126,16 @@ class Hub:
         workspace's connected subscribers, on every process.
 
         Members receive it only if the contact is visible to them: pass ``contact_id`` (looked up
-        here) or an already known ``audience`` (None = everyone, or a tuple of member user ids).
+        here) or an already known ``audience`` (``kabar.auth.visibility``: None = everyone).
         The ingest code calls this for a customer's typing indicator from a provider event.
         """
         if audience is _UNKNOWN:
-            audience = None
+            audience = visibility.EVERYONE
             if contact_id is not None:
                 from kabar.realtime import repository as repo
 
-                found, assignee = await self.db.read(repo.contact_assignee, workspace_id, contact_id)
-                audience = event_audience(contact_id, True if found else None, assignee, message)
+                owner = await self.db.read(repo.contact_assignee, workspace_id, contact_id)
+                audience = visibility.audience(owner) if owner is not None else visibility.NO_MEMBER
         self.feeds.broadcast(workspace_id, message, audience, exclude)
         await self._forward_ephemeral(workspace_id, message, audience)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select
 
+from kabar.auth.visibility import owner_columns
 from kabar.db import tables as t
 
 E = t.events
@@ -20,7 +21,8 @@ CONV = t.conversations
 
 def read_after(conn: Connection, workspace_id: str, after_seq: int, limit: int, upto: int | None = None) -> list[Any]:
     """Events with ``seq > after_seq`` (and ``<= upto``), oldest first, each with its contact's
-    *current* assignee (``contact_found`` is null when the contact no longer exists).
+    *current* owner columns (``kabar.auth.visibility.owner_columns``; ``contact_found`` is null
+    when the contact no longer exists).
 
     The LEFT JOIN costs one primary-key probe per event and no write-time work; it is why member
     visibility needs no cache and no extra column (see ``kabar.realtime.service.audience``).
@@ -33,7 +35,7 @@ def read_after(conn: Connection, workspace_id: str, after_seq: int, limit: int, 
             E.c.contact_id,
             E.c.created_at,
             C.c.id.label("contact_found"),
-            C.c.assignee_id,
+            *owner_columns(C),
         )
         .select_from(E.outerjoin(C, and_(C.c.workspace_id == E.c.workspace_id, C.c.id == E.c.contact_id)))
         .where(E.c.workspace_id == workspace_id, E.c.seq > after_seq)
@@ -61,20 +63,18 @@ def bounds(conn: Connection, workspace_id: str) -> tuple[int, int]:
     return (int(oldest) if oldest is not None else last + 1), last
 
 
-def conversation_audience(conn: Connection, workspace_id: str, conversation_id: str) -> tuple[str, str | None] | None:
-    """(contact_id, the contact's assignee) of a conversation of this workspace, or None."""
-    row = conn.execute(
-        select(CONV.c.contact_id, C.c.assignee_id)
+def conversation_audience(conn: Connection, workspace_id: str, conversation_id: str) -> Any:
+    """A conversation's ``contact_id`` and its contact's owner columns, or None."""
+    return conn.execute(
+        select(CONV.c.contact_id, *owner_columns(C))
         .select_from(CONV.join(C, and_(C.c.workspace_id == CONV.c.workspace_id, C.c.id == CONV.c.contact_id)))
         .where(CONV.c.workspace_id == workspace_id, CONV.c.id == conversation_id)
     ).first()
-    return (row.contact_id, row.assignee_id) if row else None
 
 
-def contact_assignee(conn: Connection, workspace_id: str, contact_id: str) -> tuple[bool, str | None]:
-    """(exists, assignee_id) of a contact of this workspace."""
-    row = conn.execute(select(C.c.assignee_id).where(C.c.workspace_id == workspace_id, C.c.id == contact_id)).first()
-    return (row is not None, row.assignee_id if row else None)
+def contact_assignee(conn: Connection, workspace_id: str, contact_id: str) -> Any:
+    """A contact's owner columns, or None when it is not in this workspace."""
+    return conn.execute(select(*owner_columns(C)).where(C.c.workspace_id == workspace_id, C.c.id == contact_id)).first()
 
 
 # -- retention --------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Event-log rules shared by the WebSocket, SSE and polling readers: who may see an event, when a
 client must resync, one page of events for a poller, and retention.
 
-Member visibility (API.md: a ``member`` sees contacts assigned to them or unassigned) is decided
-when an event is *read*, from the contact's current assignee, fetched by the same query that reads
-the events (a LEFT JOIN on the contact's primary key, ``repository.read_after``). Why at read time:
+Who may see an event is decided in two places only: its type's audience class
+(``kabar.events.AUDIENCE``: managers, contact, author, everyone; an unknown type is managers-only)
+and, for events about a customer, the one visibility rule (``kabar.auth.visibility``) applied to
+the contact's *current* owner, fetched by the same query that reads the events (a LEFT JOIN on the
+contact's primary key, ``repository.read_after``). Why at read time:
 
 - writes pay nothing (the webhook path stays one short transaction; no extra lookup or column);
 - a replay after a reconnect applies the same rule as the REST API (what the member may GET now),
@@ -12,9 +14,9 @@ the events (a LEFT JOIN on the contact's primary key, ``repository.read_after``)
   compares user ids, which is what lets one process serve thousands of sockets.
 
 Two refinements: when the contact no longer exists (deleted, merged away), the payload's own
-``assignee_id`` decides (absent → hidden: nothing leaks); and an event whose payload names the
-member as ``previous_assignee_id`` reaches them, so the person who just lost a contact learns it
-(writers of reassignments may include that field).
+``assignee_id`` decides (absent → only those who see every customer: nothing leaks); and an event
+whose payload names a member as ``previous_assignee_id`` (``kabar.events.reassigned``) reaches
+them, so the person who just lost a customer learns it and their open inbox drops it.
 """
 
 from __future__ import annotations
@@ -25,14 +27,18 @@ from typing import Any
 
 import msgspec
 
+from kabar.auth import visibility
 from kabar.auth.scope import Scope
+from kabar.auth.visibility import Audience, Owner, Viewer
 from kabar.config import Settings
 from kabar.db.engine import Database
+from kabar.events import Audience as Kind
+from kabar.events import audience_of
 from kabar.hooks import retention_floor
 from kabar.realtime import repository as repo
 from kabar.realtime.transport import ws_frame
 
-EVERYONE: None = None  # audience of an event every staff member may see
+__all__ = ["LogEvent", "Viewer", "audience", "cleanup", "needs_resync", "read_page", "to_events"]  # Viewer: kabar.auth.visibility
 _encode = msgspec.json.Encoder().encode
 
 
@@ -45,8 +51,7 @@ class LogEvent:
     data: Any
     created_at: datetime
     contact_id: str | None
-    # None: every staff member; otherwise the only member user ids that may see it.
-    audience: tuple[str, ...] | None
+    audience: Audience  # kabar.auth.visibility: None = every reader, else who may see it
     _message: dict[str, str] | None = field(default=None)
     _frame: bytes | None = field(default=None)
     _sse: str | None = field(default=None)
@@ -76,34 +81,26 @@ class LogEvent:
         return self._sse
 
 
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """What a subscriber may see: everything (owner, admin, API key) or a member's share."""
-
-    sees_all: bool
-    user_id: str | None
-
-    @classmethod
-    def of(cls, ctx: Scope) -> Viewer:
-        return cls(sees_all=ctx.sees_everything, user_id=ctx.user_id)
-
-    def sees(self, audience: tuple[str, ...] | None) -> bool:
-        return self.sees_all or audience is None or self.user_id in audience
-
-
-def audience(contact_id: str | None, contact_found: Any, assignee_id: str | None, data: Any) -> tuple[str, ...] | None:
-    """Which members may see an event (None = all); see the module docstring for the rule."""
-    if contact_id is None:
-        return EVERYONE
-    previous = data.get("previous_assignee_id") if isinstance(data, dict) else None
-    if contact_found is None:  # the contact is gone: trust the payload, or show nobody
-        if isinstance(data, dict) and "assignee_id" in data:
-            assignee_id = data["assignee_id"]
-        else:
-            return tuple(p for p in (previous,) if p)
-    if assignee_id is None:
-        return EVERYONE
-    return (assignee_id, previous) if previous and previous != assignee_id else (assignee_id,)
+def audience(event_type: str, contact_id: str | None, contact_found: Any, owner: Any, data: Any) -> Audience:
+    """Who may see an event: its type's class, then (about a customer) the visibility rule on
+    ``owner`` (the contact's owner columns, read with the event). See the module docstring."""
+    kind = audience_of(event_type)
+    if kind is Kind.EVERYONE:
+        return visibility.EVERYONE
+    if kind is Kind.MANAGERS:
+        return visibility.MANAGERS_ONLY
+    fields = data if isinstance(data, dict) else {}
+    if kind is Kind.AUTHOR:
+        author = fields.get("created_by")
+        return (author,) if author else visibility.NO_MEMBER
+    previous = fields.get("previous_assignee_id")
+    if contact_id is None:  # about a customer, but which one is not recorded: no member
+        return visibility.NO_MEMBER
+    if contact_found is None:  # the contact is gone: trust the payload, or show only the previous owner
+        if "assignee_id" not in fields:
+            return (previous,) if previous else visibility.NO_MEMBER
+        owner = Owner(fields["assignee_id"])
+    return visibility.audience(owner, previous)
 
 
 def to_events(rows: list[Any]) -> list[LogEvent]:
@@ -114,7 +111,7 @@ def to_events(rows: list[Any]) -> list[LogEvent]:
             data=row.data,
             created_at=row.created_at,
             contact_id=row.contact_id,
-            audience=audience(row.contact_id, row.contact_found, row.assignee_id, row.data),
+            audience=audience(row.type, row.contact_id, row.contact_found, row, row.data),
         )
         for row in rows
     ]
@@ -139,7 +136,7 @@ def read_page(conn: Any, ctx: Scope, since: int | None, limit: int) -> dict[str,
     resync = needs_resync(since, oldest, last)
     after = max(0, oldest - 1) if since is None or resync else since
     rows = repo.read_after(conn, ctx.workspace_id, after, limit)
-    viewer = Viewer.of(ctx)
+    viewer = ctx.viewer
     events = [ev.public() for ev in to_events(rows) if viewer.sees(ev.audience)]
     next_since = int(rows[-1].seq) if rows else after
     return {

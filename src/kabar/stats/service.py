@@ -48,7 +48,7 @@ def workspace_stats(conn: Connection, ctx: Scope, day: date | None = None) -> St
 
     def created_count(start: datetime | None = None):  # noqa: ANN202
         # Each window is an index range on ix_contacts_ws_created, not a scan of all contacts.
-        stmt = ctx.select_visible(k, k.c.assignee_id, func.count())
+        stmt = ctx.select_visible(k, k, func.count())
         if start is not None:
             stmt = stmt.where(k.c.created_at >= start, k.c.created_at < day_end)
         return stmt.scalar_subquery()
@@ -58,7 +58,7 @@ def workspace_stats(conn: Connection, ctx: Scope, day: date | None = None) -> St
     ).one()
 
     by_status = dict.fromkeys(LEAD_STATUSES, 0)
-    status_stmt = ctx.select_visible(k, k.c.assignee_id, k.c.lead_status, func.count()).group_by(k.c.lead_status)
+    status_stmt = ctx.select_visible(k, k, k.c.lead_status, func.count()).group_by(k.c.lead_status)
     by_status.update({status: n for status, n in conn.execute(status_stmt)})
 
     conv_status = dict.fromkeys(CONVERSATION_STATUSES, 0)
@@ -91,7 +91,7 @@ def _tag_counts(conn: Connection, ctx: Scope) -> dict[str, int]:
         tag = func.json_each(k.c.tags).table_valued("value")
     n = func.count().label("n")
     stmt = (
-        ctx.select_visible(k, k.c.assignee_id, tag.c.value, n)
+        ctx.select_visible(k, k, tag.c.value, n)
         .select_from(k.join(tag, true()))
         .group_by(tag.c.value)
         .order_by(n.desc(), tag.c.value)
