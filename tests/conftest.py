@@ -9,6 +9,7 @@ without it fails (it never skips), in CI and locally alike.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import socket
@@ -29,6 +30,7 @@ from kabar.config import Settings, load_settings
 from kabar.db.migrate import upgrade
 
 from tests.helpers import Tenant, make_tenant
+from tests.sqltrace import tenant_sql
 
 PG_ADMIN_URL = os.environ.get("KABAR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RUN_ID = secrets.token_hex(3)
@@ -74,7 +76,60 @@ def create_database(backend: str, tmp_dir: Path, name: str, *, migrate: bool = T
     return url
 
 
+# -- tenant SQL: every statement Kabar runs over a tenant table names its workspace ------------
+# (tests/sqltrace/tenant_sql.py). Violations are collected from this process and from every
+# server or CLI process the tests start (they append to the file named in KABAR_SQL_TRACE); the
+# run fails at the end, listing each statement with the code that ran it and the first test.
+_sql_violations: dict[tuple[str, str], dict[str, str]] = {}
+_sql_trace = {"test": "(session setup)", "file": None, "read": 0}
+
+
+def _record_sql_violation(violation: dict[str, str]) -> None:
+    _sql_violations.setdefault((violation["sql"], violation["caller"]), {**violation, "test": _sql_trace["test"]})
+
+
+def _collect_process_violations() -> None:
+    path = _sql_trace["file"]
+    if path is None or not path.exists():
+        return
+    with open(path, encoding="utf-8") as lines:
+        lines.seek(_sql_trace["read"])
+        for line in lines.readlines():
+            if line.endswith("\n"):
+                _record_sql_violation(json.loads(line))
+        _sql_trace["read"] = lines.tell()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tenant_sql_tracer(tmp_path_factory: pytest.TempPathFactory) -> None:
+    tenant_sql.install(_record_sql_violation)
+    _sql_trace["file"] = tmp_path_factory.mktemp("sqltrace") / "violations.jsonl"
+    os.environ["KABAR_SQL_TRACE"] = str(_sql_trace["file"])
+    here = str(Path(tenant_sql.__file__).parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):  # noqa: ANN001, ARG001
+    _sql_trace["test"] = item.nodeid
+    try:
+        return (yield)
+    finally:
+        _collect_process_violations()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001, ARG001
+    if _sql_violations:
+        terminalreporter.section("tenant SQL without workspace_id (tests/sqltrace/tenant_sql.py)", red=True)
+        for violation in _sql_violations.values():
+            terminalreporter.write_line(f"{violation['caller']}  [{violation['tables']}]  in {violation['test']}")
+            terminalreporter.write_line(f"    {violation['sql']}")
+
+
 def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
+    _collect_process_violations()
+    if _sql_violations and exitstatus == 0 and os.environ.get("KABAR_SQL_TRACE_STRICT"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     for dbname in _created_pg:
         try:
             _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
