@@ -140,6 +140,14 @@ def get_conversation(conn: Connection, workspace_id: str, conversation_id: str) 
     return conn.execute(select(c).where(c.c.workspace_id == workspace_id, c.c.id == conversation_id)).first()
 
 
+def ai_paused_for_update(conn: Connection, workspace_id: str, conversation_id: str) -> bool | None:
+    """The conversation's ``ai_paused``, its row locked until commit (PostgreSQL; SQLite's
+    writers are serialized anyway); None when there is no such conversation."""
+    c = t.conversations
+    stmt = select(c.c.ai_paused).where(c.c.workspace_id == workspace_id, c.c.id == conversation_id).with_for_update()
+    return conn.execute(stmt).scalar()
+
+
 def get_contact(conn: Connection, workspace_id: str, contact_id: str) -> Any:
     c = t.contacts
     return conn.execute(select(c).where(c.c.workspace_id == workspace_id, c.c.id == contact_id)).first()

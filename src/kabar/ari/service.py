@@ -26,6 +26,7 @@ from kabar.ari.extract import DOCUMENTS, FIELDS
 from kabar.ari.pipeline import Config, Decision, TurnInput, decide, failure
 from kabar.ari.scoring import Weights
 from kabar.ari.state import ACTIVE_STATES, DEFAULT_HANDOFF_AFTER
+from kabar.assignment import service as assignment
 from kabar.auth.scope import Scope
 from kabar.auth.visibility import Owner
 from kabar.contacts import repository as contacts_repo
@@ -730,10 +731,12 @@ def apply_turn(uow: UnitOfWork, loaded: Loaded, inp: TurnInput, result: TurnResu
     """Write the turn in one unit of work. False (nothing written) when the world moved on:
     a human took over, or another job already answered these messages."""
     conn, now, ws = uow.conn, uow.now, loaded.workspace_id
+    # Locked (PostgreSQL) until this turn commits: a human takeover (a staff send, an assignment)
+    # that commits first is seen here, one that comes later waits for this turn's messages.
+    if repo.ai_paused_for_update(conn, ws, loaded.conversation_id) is not False:
+        return False
     conversation = conv_repo.get_joined(conn, ws, loaded.conversation_id)
     state = repo.get_state(conn, ws, loaded.conversation_id)
-    if conversation is None or conversation.ai_paused:
-        return False
     if state is not None:
         if state.state not in ACTIVE_STATES or set((state.context or {}).get("seen", [])) & {m.id for m in loaded.pending}:
             return False
@@ -923,15 +926,13 @@ def _handoff(uow: UnitOfWork, loaded: Loaded, decision: Decision, conversation: 
     }
     contacts_repo.insert_note(uow.conn, note)
     uow.emit(ws, events.NOTE_CREATED, payload(note_out(SimpleNamespace(**note))), contact_id=loaded.contact_id)
-    changes: dict[str, Any] = {"ai_paused": True}
     consultant = decision.book.consultant_id if decision.book is not None else None
     assignee = conversation.assignee_id
-    if assignee is None and consultant is not None:
-        changes["assignee_id"] = assignee = consultant
-        if contact.assignee_id is None:
-            contacts_repo.update_contact(uow.conn, ws, loaded.contact_id, {"assignee_id": consultant, "updated_at": uow.now})
-            uow.emit(ws, events.CONTACT_UPDATED, payload(contact_out(repo.get_contact(uow.conn, ws, loaded.contact_id))), contact_id=loaded.contact_id)
-    write_changes(uow, conv_repo.get_joined(uow.conn, ws, loaded.conversation_id), changes)
+    if assignee is None and consultant is not None and assignment.is_assignable(uow.conn, assignment.workspace_scope(ws), consultant):
+        # The booked consultant owns the customer now (contact and conversation, with events).
+        assignee = consultant
+        assignment.assign(uow, assignment.workspace_scope(ws), contact_id=loaded.contact_id, assignee_id=consultant)
+    write_changes(uow, conv_repo.get_joined(uow.conn, ws, loaded.conversation_id), {"ai_paused": True})
     uow.emit(
         ws,
         events.ARI_HANDOFF,

@@ -15,6 +15,7 @@ from msgspec import UNSET
 from sqlalchemy import Connection
 
 from kabar import events
+from kabar.assignment import service as assignment
 from kabar.auth.permissions import Role
 from kabar.auth.scope import Scope
 from kabar.contacts import repository as repo
@@ -154,8 +155,8 @@ def clean_attributes(value: dict[str, Any], errors: FieldErrors, field: str = "a
 
 
 def check_assignee(conn: Connection, ctx: Scope, user_id: str | None, errors: FieldErrors) -> str | None:
-    if user_id is not None and not repo.is_member(conn, ctx, user_id):
-        errors.add("assignee_id", "not a member of this workspace")
+    if not assignment.is_assignable(conn, ctx, user_id):
+        errors.add("assignee_id", assignment.NOT_A_MEMBER)
     return user_id
 
 
@@ -306,6 +307,8 @@ def update_contact(uow: UnitOfWork, ctx: Scope, contact_id: str, data: s.Contact
     if "phone_e164" in values:
         _phone_taken(conn, ctx, values["phone_e164"])
     values = {key: value for key, value in values.items() if getattr(row, key) != value}
+    if "assignee_id" in values:  # the customer's owner: contact and conversation, with their events
+        row = assignment.assign(uow, ctx, contact_id=contact_id, assignee_id=values.pop("assignee_id"), takeover=True)
     if not values:
         return s.contact_out(row)
     if values.keys() & {"name", "email", "phone_e164"}:
@@ -314,22 +317,7 @@ def update_contact(uow: UnitOfWork, ctx: Scope, contact_id: str, data: s.Contact
     repo.update_contact(conn, ctx.workspace_id, contact_id, values)
     out = s.contact_out(SimpleNamespace(**{**row._asdict(), **values}))
     uow.emit(ctx.workspace_id, events.CONTACT_UPDATED, payload(out), contact_id=contact_id)
-    if "assignee_id" in values:
-        from kabar.conversations import service as conversations_service  # it imports this module
-
-        conversations_service.follow_assignee(uow, ctx.workspace_id, contact_id, values["assignee_id"])
     return out
-
-
-def follow_assignee(uow: UnitOfWork, workspace_id: str, contact_id: str, assignee_id: str | None) -> None:
-    """The contact's conversation was (re)assigned: the contact follows (one owner per customer)."""
-    row = repo.contact_row(uow.conn, workspace_id, contact_id)
-    if row is None or row.assignee_id == assignee_id:
-        return
-    values = {"assignee_id": assignee_id, "updated_at": uow.now}
-    repo.update_contact(uow.conn, workspace_id, contact_id, values)
-    out = s.contact_out(SimpleNamespace(**{**row._asdict(), **values}))
-    uow.emit(workspace_id, events.CONTACT_UPDATED, payload(out), contact_id=contact_id)
 
 
 def delete_contact(uow: UnitOfWork, ctx: Scope, contact_id: str) -> None:
@@ -668,9 +656,15 @@ def commit_import(uow: UnitOfWork, ctx: Scope, rows: list[CsvRow], progress: Pro
         _new_contact(ctx, now, phone, phone_raw, {"source": "import", **fields}) for phone, phone_raw, fields in plan.creates
     ]
     updates: list[dict[str, Any]] = []
-    update_columns = ("name", "email", "tags", "attributes", "lead_status", "lead_status_set_by", "lead_score", "assignee_id", "search_text", "updated_at")
+    update_columns = ("name", "email", "tags", "attributes", "lead_status", "lead_status_set_by", "lead_score", "search_text", "updated_at")
     after_update: list[SimpleNamespace] = []
+    owners: dict[str, str | None] = {}  # new assignees: written by kabar.assignment (with the conversations)
     for current, changed in plan.updates:
+        changed = dict(changed)
+        if "assignee_id" in changed:
+            owners[current.id] = changed.pop("assignee_id")
+        if not changed:
+            continue
         row = {**current._asdict(), **changed, "updated_at": now}
         if "lead_status" in changed:
             row["lead_status_set_by"] = set_by
@@ -691,6 +685,7 @@ def commit_import(uow: UnitOfWork, ctx: Scope, rows: list[CsvRow], progress: Pro
         uow.emit(ws, events.CONTACT_CREATED, payload(s.contact_out(SimpleNamespace(**values))), contact_id=values["id"])
     for row in after_update:
         uow.emit(ws, events.CONTACT_UPDATED, payload(s.contact_out(row)), contact_id=row.id)
+    assignment.assign_many(uow, ctx, owners, takeover=True)
     return import_result(plan, dry_run=False)
 
 
@@ -715,7 +710,6 @@ def merge_contacts(uow: UnitOfWork, ctx: Scope, data: s.MergeRequest) -> s.Conta
         "tags": list(keep.tags or []) + [tag for tag in (gone.tags or []) if tag not in (keep.tags or [])],
         "attributes": {**(gone.attributes or {}), **(keep.attributes or {})},
         "lead_score": max(keep.lead_score, gone.lead_score),
-        "assignee_id": keep.assignee_id or gone.assignee_id,
         "first_contact_at": min((x for x in (keep.first_contact_at, gone.first_contact_at) if x), default=None),
         "last_interaction_at": max((x for x in (keep.last_interaction_at, gone.last_interaction_at) if x), default=None),
         "updated_at": uow.now,
@@ -731,6 +725,9 @@ def merge_contacts(uow: UnitOfWork, ctx: Scope, data: s.MergeRequest) -> s.Conta
     repo.move_references(conn, ws, "contact_id", "contacts", gone.id, keep.id)  # notes, messages, ARI rows
     repo.delete_contact(conn, ws, gone.id)
     repo.update_contact(conn, ws, keep.id, values)
+    # The kept customer's owner, else the merged one's: contact and conversation, with their events.
+    merged.assignee_id = keep.assignee_id or gone.assignee_id
+    assignment.assign(uow, assignment.workspace_scope(ws), contact_id=keep.id, assignee_id=merged.assignee_id)
 
     out = s.contact_out(merged)
     gone_out = s.contact_out(gone)
@@ -775,7 +772,6 @@ def _merge_conversations(uow: UnitOfWork, ws: str, keep: Any, gone: Any) -> tupl
         "last_message_at": newer.last_message_at,
         "last_message_preview": newer.last_message_preview,
         "last_inbound_at": max((x for x in (kept_conv.last_inbound_at, gone_conv.last_inbound_at) if x), default=None),
-        "assignee_id": kept_conv.assignee_id or gone_conv.assignee_id,
         "updated_at": uow.now,
     }
     repo.update_conversation(conn, ws, kept_conv.id, values)

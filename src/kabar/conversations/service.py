@@ -8,9 +8,8 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection
 
+from kabar.assignment import service as assignment
 from kabar.auth.scope import Scope
-from kabar.contacts import repository as contacts_repo
-from kabar.contacts import service as contacts_service
 from kabar.conversations import repository as repo
 from kabar.conversations.schemas import (
     ConversationOut,
@@ -116,8 +115,8 @@ def _changes(uow: UnitOfWork, ctx: Scope, row: Any, patch: ConversationPatch) ->
             errors.append({"field": "snoozed_until", "message": "may only be set with status snoozed"})
         values["snoozed_until"] = None
     if patch.assignee_id is not msgspec.UNSET:
-        if patch.assignee_id is not None and not contacts_repo.is_member(uow.conn, ctx, patch.assignee_id):
-            errors.append({"field": "assignee_id", "message": "is not a member of this workspace"})
+        if not assignment.is_assignable(uow.conn, ctx, patch.assignee_id):
+            errors.append({"field": "assignee_id", "message": assignment.NOT_A_MEMBER})
         values["assignee_id"] = patch.assignee_id
     if patch.ai_paused is not msgspec.UNSET:
         values["ai_paused"] = patch.ai_paused
@@ -140,18 +139,14 @@ def update_conversation(uow: UnitOfWork, ctx: Scope, conversation_id: str, patch
             workspace_id=ctx.workspace_id,
             run_at=until,
         )
-    out = write_changes(uow, row, changes)
     if "assignee_id" in changes:
-        contacts_service.follow_assignee(uow, row.workspace_id, row.contact_id, changes["assignee_id"])
-    return out
-
-
-def follow_assignee(uow: UnitOfWork, workspace_id: str, contact_id: str, assignee_id: str | None) -> None:
-    """The contact was (re)assigned: its conversation follows. One owner per customer, so a member
-    who sees the conversation also sees its contact, and the other way round."""
-    row = contacts_repo.conversation_of(uow.conn, workspace_id, contact_id)
-    if row is not None and row.assignee_id != assignee_id:
-        write_changes(uow, row, {"assignee_id": assignee_id})
+        # The owner is the customer's (contact and conversation together); assigning a person is
+        # a takeover (ARI pauses) unless this same request says what ai_paused should be.
+        takeover = patch.ai_paused is msgspec.UNSET
+        owner = changes.pop("assignee_id")
+        assignment.assign(uow, ctx, contact_id=row.contact_id, assignee_id=owner, takeover=takeover, conversation_values=changes)
+        return conversation_from_join(repo.get_joined(uow.conn, row.workspace_id, row.id))
+    return write_changes(uow, row, changes)
 
 
 def mark_read(uow: UnitOfWork, ctx: Scope, conversation_id: str) -> ConversationOut:

@@ -102,18 +102,21 @@ def require_open_window(conversation: Any, now: datetime) -> None:
 
 
 def send_message(uow: UnitOfWork, ctx: Scope, conversation_id: str, data: MessageCreate) -> MessageOut:
-    """A staff member (or an API key) replies in a conversation they can see."""
+    """A staff member (or an API key) replies in a conversation they can see: a human takeover
+    (ARI pauses there), unless an API key sends as a bot (``sender_type: "bot"``)."""
     ctx.require("messages.send")
     visible_or_404(uow.conn, ctx, conversation_id)
     if data.media is not None and data.media.upload_id is not None and repo.get_visible_upload(uow.conn, ctx, data.media.upload_id) is None:
         # Another member's unsent file, or one sent in a conversation the caller cannot see.
         raise invalid_fields([{"field": "media.upload_id", "message": "is not an upload of this workspace"}])
     via_key = ctx.principal.api_key_id
+    if data.sender_type == "bot" and not via_key:
+        raise invalid("sender_type", "only an API key (an integration) may send as a bot")
     return create_outbound_message(
         uow,
         workspace_id=ctx.workspace_id,
         conversation_id=conversation_id,
-        sender_type="user",
+        sender_type=data.sender_type,
         sender_id=ctx.user_id,
         type=data.type,
         text=data.text,
@@ -140,7 +143,9 @@ def create_outbound_message(
 ) -> MessageOut:
     """Store an outbound message as ``pending`` and queue its delivery, in ``uow``.
 
-    Also used by ARI for bot replies (``sender_type="bot"``). Raises 404 for a conversation not
+    Also used by ARI for bot replies (``sender_type="bot"``); a ``user`` message is a human
+    takeover: the conversation's ``ai_paused`` turns on with it (one conversation.updated),
+    so ARI, which re-checks it before sending, stays quiet there. Raises 404 for a conversation not
     in the workspace, 422 with field errors for bad content, and 422
     ``outside-customer-service-window`` for a free-form message more than 24 hours after the
     customer last wrote (templates are always allowed).
@@ -178,15 +183,14 @@ def create_outbound_message(
     uow.emit(workspace_id, MESSAGE_CREATED, payload(out), contact_id=conversation.contact_id)
     caption = (content["media"] or {}).get("caption")
     template_name = template_in.name if template_in else None
-    write_changes(
-        uow,
-        conversation,
-        {
-            # Never backwards (another process's clock may be a little behind).
-            "last_message_at": max(uow.now, conversation.last_message_at),
-            "last_message_preview": preview_text(type, text, caption, template_name),
-        },
-    )
+    changes: dict[str, Any] = {
+        # Never backwards (another process's clock may be a little behind).
+        "last_message_at": max(uow.now, conversation.last_message_at),
+        "last_message_preview": preview_text(type, text, caption, template_name),
+    }
+    if sender_type == "user" and not conversation.ai_paused:
+        changes["ai_paused"] = True
+    write_changes(uow, conversation, changes)
     uow.enqueue(SEND_JOB, {"message_id": message_id}, workspace_id=workspace_id, serial_key=f"send:{conversation_id}")
     return out
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from kabar.assignment import service as assignment
 from kabar.auth import repository as auth_repo
 from kabar.auth import service as auth_service
 from kabar.auth.cache import credentials_changed
@@ -183,11 +184,8 @@ def remove_member(uow: UnitOfWork, scope: Scope, user_id: str) -> None:
         scope.require("members.transfer_ownership")  # an admin may not touch the owner at all
         raise conflict("The owner cannot be removed; transfer ownership first", slug="owner-required")
     uow.conn.execute(delete(t.members).where(t.members.c.workspace_id == scope.workspace_id, t.members.c.user_id == user_id))
-    # Their assignments go back to the shared queue.
-    for table in (t.contacts, t.conversations):
-        uow.conn.execute(
-            update(table).where(table.c.workspace_id == scope.workspace_id, table.c.assignee_id == user_id).values(assignee_id=None)
-        )
+    # Their customers go back to the shared queue (contacts and conversations, with their events).
+    assignment.unassign_member(uow, scope, user_id)
     uow.emit(scope.workspace_id, "member.removed", {"user_id": user_id})
     credentials_changed(uow)
 
