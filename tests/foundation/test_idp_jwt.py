@@ -66,7 +66,8 @@ async def test_hs256_valid_maps_sub_to_a_user(client):
 
 
 async def test_hs256_links_existing_user_by_email_and_scopes_workspaces(client, tenant):
-    token = hs256(client, claims(email=tenant.owner.email))
+    # Linked by email only when both sides proved the address (tests/auth/test_accounts.py).
+    token = hs256(client, claims(email=tenant.owner.email, email_verified=True))
     response = await client.get("/v1/me", headers=bearer(token))
     assert response.status_code == 200, response.text
     assert response.json()["user"]["id"] == tenant.owner.user_id

@@ -55,6 +55,13 @@ class Site:
         person = await self.staff(http)
         response = await http.post(f"/v1/workspaces/{ws}/members", json={"email": person.email, "role": role}, headers=owner.headers)
         assert response.status_code == 201, response.text
+        # Adding is inviting: the invitee accepts the mailed link, signed in as themselves.
+        from kabar.mail.repository import recent
+
+        body = (await self.db.read(lambda conn: recent(conn, to=person.email, limit=1)))[0].body
+        token = body.split("/accept-invite?token=", 1)[1].split()[0]
+        response = await http.post("/v1/invitations/accept", json={"token": token}, headers=person.headers)
+        assert response.status_code == 200, response.text
         return person
 
     async def contact(self, ws: str, assignee_id: str | None) -> tuple[str, str]:

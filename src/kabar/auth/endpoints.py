@@ -111,7 +111,7 @@ def _user_id(principal: Principal) -> str:
 
 
 @post("/v1/auth/password-reset", tags=["auth"], status_code=HTTP_202_ACCEPTED)
-async def request_password_reset(request: Request, data: JSONBody[PasswordResetRequest]) -> None:
+async def request_password_reset(request: Request, data: JSONBody[PasswordResetRequest]) -> dict[str, str]:
     """Mail a reset link if the address has an account. Always 202: the answer says nothing
     about which addresses have accounts."""
     runtime = runtime_of(request)
@@ -119,6 +119,7 @@ async def request_password_reset(request: Request, data: JSONBody[PasswordResetR
     await runtime.limiter.hit("login", data.email.strip().lower())
     await runtime.limiter.hit("login_address", client_address(request, runtime.settings))
     await runtime.db.transaction(service.request_password_reset, data.email)
+    return {"detail": "If an account uses this address, a link to reset its password is on its way."}
 
 
 @post("/v1/auth/password-reset/confirm", tags=["auth"], status_code=HTTP_204_NO_CONTENT)
@@ -134,11 +135,12 @@ async def verify_email(request: Request, principal: NamedDependency[Principal], 
 
 
 @post("/v1/auth/verify-email/resend", tags=["auth"], status_code=HTTP_202_ACCEPTED, dependencies=principal_dep)
-async def resend_verification(request: Request, principal: NamedDependency[Principal]) -> None:
+async def resend_verification(request: Request, principal: NamedDependency[Principal]) -> dict[str, str]:
     runtime = runtime_of(request)
     user_id = _user_id(principal)
     await runtime.limiter.hit("login", f"resend:{user_id}")
     await runtime.db.transaction(service.resend_verification, user_id)
+    return {"detail": "A new confirmation link is on its way."}
 
 
 @get("/v1/me/identities", tags=["auth"], dependencies=principal_dep)
