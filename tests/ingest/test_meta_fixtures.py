@@ -118,7 +118,7 @@ async def _text(c: Ctx, doc: dict[str, Any]) -> None:
     assert (m.type, m.text, m.direction, m.status, m.sender_type) == ("text", "Body Text", "inbound", "received", "contact")
     contact = await c.contact()
     assert contact.profile_name == "Test Name" and contact.source == "whatsapp"
-    assert contact.attributes["whatsapp_user_id"] == "US.13491208655302741918"
+    assert contact.whatsapp_user_id == "US.13491208655302741918"
     conversation = await c.conversation()
     assert (conversation.unread_count, conversation.last_message_preview, conversation.status) == (1, "Body Text", "open")
     assert conversation.last_inbound_at is not None

@@ -22,7 +22,7 @@ from kabar.errors import invalid
 BOM = "\ufeff"
 # What an import understands, in template order (export writes these first, then read-only ones).
 IMPORT_COLUMNS = ["phone", "name", "email", "tags", "lead_status", "lead_score", "assignee_email", "source", "attributes"]
-EXPORT_COLUMNS = [*IMPORT_COLUMNS, "profile_name", "id", "created_at", "updated_at"]
+EXPORT_COLUMNS = [*IMPORT_COLUMNS, "profile_name", "whatsapp_user_id", "username", "id", "created_at", "updated_at"]
 NOTE_COLUMNS = ["contact_name", "contact_phone", "content", "note_type", "due_at", "completed_at", "author_email", "created_at", "contact_id", "note_id"]
 TEMPLATE_EXAMPLE = ["0812-3456-7890", "Budi Santoso", "budi@contoh.id", "australia, s2", "prospect", "40", "", "", ""]
 # Header names people actually use, mapped to ours (after trimming, lower-casing, spaces → _).
@@ -99,6 +99,8 @@ def export_rows(rows: Iterable[Any]) -> str:
             row.source,
             dict(row.attributes or {}),
             row.profile_name,
+            row.whatsapp_user_id,
+            row.username,
             row.id,
             row.created_at,
             row.updated_at,

@@ -147,6 +147,12 @@ def contact_by_phone(conn: Connection, workspace_id: str, phone_e164: str) -> An
     return conn.execute(select(k).where(k.c.workspace_id == workspace_id, k.c.phone_e164 == phone_e164)).first()
 
 
+def contact_by_identity(conn: Connection, workspace_id: str, column: str, value: str) -> Any:
+    """Regardless of visibility, by ``whatsapp_user_id`` or ``username`` (each unique per workspace)."""
+    assert column in ("whatsapp_user_id", "username")
+    return conn.execute(select(k).where(k.c.workspace_id == workspace_id, k.c[column] == value)).first()
+
+
 def contacts_by_phones(conn: Connection, workspace_id: str, phones: Sequence[str], chunk: int = 500) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for start in range(0, len(phones), chunk):

@@ -15,8 +15,10 @@ LEAD_STATUSES: tuple[str, ...] = ("prospect", "hot_lead", "cold_lead", "client",
 
 class ContactOut(msgspec.Struct):
     id: str
-    phone: str  # canonical E.164
-    phone_raw: str
+    phone: str | None  # canonical E.164; None for a customer known only by WhatsApp user id
+    phone_raw: str | None
+    whatsapp_user_id: str | None  # WhatsApp's business-scoped user id (BSUID)
+    username: str | None  # WhatsApp username, without the '@'
     name: str | None
     profile_name: str | None
     email: str | None
@@ -37,7 +39,9 @@ class ContactSummary(msgspec.Struct):
     """The contact as embedded in a conversation list row."""
 
     id: str
-    phone: str
+    phone: str | None
+    whatsapp_user_id: str | None
+    username: str | None
     name: str | None
     profile_name: str | None
     lead_status: str
@@ -55,6 +59,8 @@ def contact_out(row: Any) -> ContactOut:
         id=row.id,
         phone=row.phone_e164,
         phone_raw=row.phone_raw,
+        whatsapp_user_id=row.whatsapp_user_id,
+        username=row.username,
         name=row.name,
         profile_name=row.profile_name,
         email=row.email,
@@ -76,6 +82,8 @@ def contact_summary(row: Any) -> ContactSummary:
     return ContactSummary(
         id=row.id,
         phone=row.phone_e164,
+        whatsapp_user_id=row.whatsapp_user_id,
+        username=row.username,
         name=row.name,
         profile_name=row.profile_name,
         lead_status=row.lead_status,
@@ -92,7 +100,11 @@ AwareDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class ContactCreate(msgspec.Struct, forbid_unknown_fields=True):
-    phone: str
+    """``phone`` or ``whatsapp_user_id`` (or both) is required."""
+
+    phone: str | None = None
+    whatsapp_user_id: str | None = None
+    username: str | None = None
     name: str | None = None
     email: str | None = None
     tags: list[str] | None = None
@@ -107,7 +119,9 @@ class ContactUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields sent change; ``null`` clears a nullable field. ``attributes`` is merged
     key by key (a key set to null is removed)."""
 
-    phone: str | UnsetType = UNSET
+    phone: str | None | UnsetType = UNSET  # null only while the contact keeps a whatsapp_user_id
+    whatsapp_user_id: str | None | UnsetType = UNSET
+    username: str | None | UnsetType = UNSET
     name: str | None | UnsetType = UNSET
     email: str | None | UnsetType = UNSET
     tags: list[str] | None | UnsetType = UNSET

@@ -57,15 +57,43 @@ def local_phone(phone_e164: str) -> str | None:
     return "".join(ch for ch in national if ch.isdigit()) or None
 
 
-def search_text_for(*, name: str | None, profile_name: str | None, email: str | None, phone_e164: str) -> str:
-    """``contacts.search_text``: what ``q`` searches (lower-cased name, profile name, email, and the
-    phone as E.164 and in its local form). Whoever writes those columns writes this too."""
-    parts = [name, profile_name, email, phone_e164, local_phone(phone_e164)]
+def search_text_for(
+    *, name: str | None, profile_name: str | None, email: str | None, phone_e164: str | None, username: str | None = None
+) -> str:
+    """``contacts.search_text``: what ``q`` searches (lower-cased name, profile name, email, the
+    phone as E.164 and in its local form, the WhatsApp ``@username``). Whoever writes those
+    columns writes this too."""
+    parts = [name, profile_name, email, phone_e164, local_phone(phone_e164) if phone_e164 else None, f"@{username}" if username else None]
     return " ".join(part.strip().lower() for part in parts if part and part.strip())
 
 
 def _search_text(row: Any) -> str:
-    return search_text_for(name=row.name, profile_name=row.profile_name, email=row.email, phone_e164=row.phone_e164)
+    return search_text_for(name=row.name, profile_name=row.profile_name, email=row.email, phone_e164=row.phone_e164, username=row.username)
+
+
+MAX_USER_ID = 256
+MAX_USERNAME = 100
+_USER_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def clean_username(value: str | None) -> str | None:
+    """A WhatsApp username as stored: without the '@', lower-cased (WhatsApp ignores case when
+    comparing usernames); None when empty."""
+    value = (value or "").strip().lstrip("@").strip().lower()
+    return value[:MAX_USERNAME] or None
+
+
+def check_user_id(value: str | None, errors: FieldErrors, field: str = "whatsapp_user_id") -> str | None:
+    value = (value or "").strip()
+    if value and (len(value) > MAX_USER_ID or not _USER_ID.match(value)):
+        errors.add(field, f"a WhatsApp user id: letters, digits, '.', '_' or '-', at most {MAX_USER_ID} characters")
+    return value or None
+
+
+def check_username(value: str | None, errors: FieldErrors, field: str = "username") -> str | None:
+    if value is not None and len(value.strip().lstrip("@")) > MAX_USERNAME:
+        errors.add(field, f"at most {MAX_USERNAME} characters")
+    return clean_username(value)
 
 
 def _status_set_by(ctx: Scope) -> str:
@@ -160,10 +188,6 @@ def check_assignee(conn: Connection, ctx: Scope, user_id: str | None, errors: Fi
     return user_id
 
 
-def _may_see(ctx: Scope, assignee_id: str | None) -> bool:
-    return ctx.sees_everything or assignee_id is None or assignee_id == ctx.user_id
-
-
 # -- contacts ---------------------------------------------------------------------------------
 
 
@@ -175,12 +199,22 @@ def _visible_contact(conn: Connection, ctx: Scope, contact_id: str) -> Any:
 
 
 def _phone_taken(conn: Connection, ctx: Scope, phone_e164: str) -> None:
-    existing = repo.contact_by_phone(conn, ctx.workspace_id, phone_e164)
+    _taken(ctx, repo.contact_by_phone(conn, ctx.workspace_id, phone_e164), f"phone {phone_e164}")
+
+
+def _identity_taken(conn: Connection, ctx: Scope, values: dict[str, Any]) -> None:
+    """409 when another contact of the workspace has this WhatsApp user id or username."""
+    for column, label in (("whatsapp_user_id", "WhatsApp user id"), ("username", "username @")):
+        if values.get(column):
+            _taken(ctx, repo.contact_by_identity(conn, ctx.workspace_id, column, values[column]), f"{label}{'' if label.endswith('@') else ' '}{values[column]}")
+
+
+def _taken(ctx: Scope, existing: Any, what: str) -> None:
     if existing is not None:
-        # The id only for callers who may open it; the phone's existence itself is not a secret
-        # inside the workspace (it is what makes the create fail).
-        extra = {"existing_id": existing.id} if _may_see(ctx, existing.assignee_id) else {}
-        raise conflict(f"A contact with phone {phone_e164} already exists", slug="contact-exists", **extra)
+        # The id only for callers who may open it; the identity's existence itself is not a
+        # secret inside the workspace (it is what makes the write fail).
+        extra = {"existing_id": existing.id} if ctx.may_see(existing) else {}
+        raise conflict(f"A contact with {what} already exists", slug="contact-exists", **extra)
 
 
 def get_contact(conn: Connection, ctx: Scope, contact_id: str) -> s.ContactOut:
@@ -217,8 +251,10 @@ def create_contact(uow: UnitOfWork, ctx: Scope, data: s.ContactCreate) -> s.Cont
     ctx.require("contacts.write")
     conn = uow.conn
     errors = FieldErrors()
-    phone = clean_phone(data.phone, errors)
+    phone = clean_phone(data.phone, errors) if data.phone and data.phone.strip() else None
     fields: dict[str, Any] = {
+        "whatsapp_user_id": check_user_id(data.whatsapp_user_id, errors),
+        "username": check_username(data.username, errors),
         "name": clean_text(data.name, errors, "name", MAX_NAME),
         "email": clean_email(data.email, errors),
         "tags": clean_tags(data.tags, errors),
@@ -230,9 +266,12 @@ def create_contact(uow: UnitOfWork, ctx: Scope, data: s.ContactCreate) -> s.Cont
         fields["lead_score"] = clean_score(data.lead_score, errors)
     if data.lead_status is not None:
         fields["lead_status"] = clean_lead_status(data.lead_status, errors)
+    if phone is None and fields["whatsapp_user_id"] is None and not errors.errors:
+        errors.add("phone", "a phone or a whatsapp_user_id is required")
     errors.raise_if_any()
-    assert phone is not None
-    _phone_taken(conn, ctx, phone)
+    if phone is not None:
+        _phone_taken(conn, ctx, phone)
+    _identity_taken(conn, ctx, fields)
     values = _new_contact(ctx, uow.now, phone, data.phone, fields)
     repo.insert_contacts(conn, [values])
     out = s.contact_out(SimpleNamespace(**values))
@@ -240,13 +279,15 @@ def create_contact(uow: UnitOfWork, ctx: Scope, data: s.ContactCreate) -> s.Cont
     return out
 
 
-def _new_contact(ctx: Scope, now: datetime, phone: str, phone_raw: str, fields: dict[str, Any]) -> dict[str, Any]:
+def _new_contact(ctx: Scope, now: datetime, phone: str | None, phone_raw: str | None, fields: dict[str, Any]) -> dict[str, Any]:
     """A complete contacts row: defaults, then the validated ``fields`` that were given."""
     row: dict[str, Any] = {
         "id": new_id(),
         "workspace_id": ctx.workspace_id,
         "phone_e164": phone,
-        "phone_raw": phone_raw.strip()[:64],
+        "phone_raw": phone_raw.strip()[:64] if phone is not None and phone_raw else None,
+        "whatsapp_user_id": None,
+        "username": None,
         "name": None,
         "profile_name": None,  # WhatsApp's, set by ingest
         "email": None,
@@ -276,10 +317,14 @@ def update_contact(uow: UnitOfWork, ctx: Scope, contact_id: str, data: s.Contact
     errors = FieldErrors()
     values: dict[str, Any] = {}
     if data.phone is not UNSET:
-        phone = clean_phone(data.phone, errors)
-        if phone is not None and phone != row.phone_e164:
-            values["phone_e164"] = phone
-            values["phone_raw"] = data.phone.strip()[:64]
+        if data.phone is None or not data.phone.strip():
+            values["phone_e164"], values["phone_raw"] = None, None  # allowed while a whatsapp_user_id stays
+        elif (phone := clean_phone(data.phone, errors)) is not None and phone != row.phone_e164:
+            values["phone_e164"], values["phone_raw"] = phone, data.phone.strip()[:64]
+    if data.whatsapp_user_id is not UNSET:
+        values["whatsapp_user_id"] = check_user_id(data.whatsapp_user_id, errors)
+    if data.username is not UNSET:
+        values["username"] = check_username(data.username, errors)
     if data.name is not UNSET:
         values["name"] = clean_text(data.name, errors, "name", MAX_NAME)
     if data.email is not UNSET:
@@ -303,15 +348,18 @@ def update_contact(uow: UnitOfWork, ctx: Scope, contact_id: str, data: s.Contact
             else:
                 merged[key] = value
         values["attributes"] = clean_attributes(merged, errors)
-    errors.raise_if_any()
-    if "phone_e164" in values:
-        _phone_taken(conn, ctx, values["phone_e164"])
     values = {key: value for key, value in values.items() if getattr(row, key) != value}
+    if values.get("phone_e164", row.phone_e164) is None and values.get("whatsapp_user_id", row.whatsapp_user_id) is None:
+        errors.add("phone", "a contact keeps a phone or a whatsapp_user_id")
+    errors.raise_if_any()
+    if values.get("phone_e164"):
+        _phone_taken(conn, ctx, values["phone_e164"])
+    _identity_taken(conn, ctx, values)
     if "assignee_id" in values:  # the customer's owner: contact and conversation, with their events
         row = assignment.assign(uow, ctx, contact_id=contact_id, assignee_id=values.pop("assignee_id"), takeover=True)
     if not values:
         return s.contact_out(row)
-    if values.keys() & {"name", "email", "phone_e164"}:
+    if values.keys() & {"name", "email", "phone_e164", "username"}:
         values["search_text"] = _search_text(SimpleNamespace(**{**row._asdict(), **values}))
     values["updated_at"] = uow.now
     repo.update_contact(conn, ctx.workspace_id, contact_id, values)
@@ -461,22 +509,28 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _add_note(uow: UnitOfWork, ctx: Scope, contact_id: str, *, content: str, note_type: str = "note", **extra: Any) -> s.NoteOut:
+    return _insert_note(uow, ctx.workspace_id, contact_id, _author(ctx), content=content, note_type=note_type, **extra)
+
+
+def _insert_note(
+    uow: UnitOfWork, ws: str, contact_id: str, author: dict[str, Any], *, content: str, note_type: str = "note", **extra: Any
+) -> s.NoteOut:
     values = {
         "id": new_id(),
-        "workspace_id": ctx.workspace_id,
+        "workspace_id": ws,
         "contact_id": contact_id,
         "note_type": note_type,
         "content": content,
         "due_at": None,
         "completed_at": None,
-        **_author(ctx),
+        **author,
         "created_at": uow.now,
         "updated_at": uow.now,
     }
     values.update(extra)
     repo.insert_note(uow.conn, values)
     out = s.note_out(SimpleNamespace(**values))
-    uow.emit(ctx.workspace_id, events.NOTE_CREATED, payload(out), contact_id=contact_id)
+    uow.emit(ws, events.NOTE_CREATED, payload(out), contact_id=contact_id)
     return out
 
 
@@ -699,11 +753,20 @@ def merge_contacts(uow: UnitOfWork, ctx: Scope, data: s.MergeRequest) -> s.Conta
     ctx.require("contacts.merge")
     if data.keep_id == data.merge_id:
         raise invalid("merge_id", "must differ from keep_id")
-    conn, ws = uow.conn, ctx.workspace_id
-    keep = _visible_contact(conn, ctx, data.keep_id)
-    gone = _visible_contact(conn, ctx, data.merge_id)
+    keep = _visible_contact(uow.conn, ctx, data.keep_id)
+    gone = _visible_contact(uow.conn, ctx, data.merge_id)
+    return merge_rows(uow, ctx.workspace_id, keep, gone, _author(ctx))
 
+
+def merge_rows(uow: UnitOfWork, ws: str, keep: Any, gone: Any, author: dict[str, Any]) -> s.ContactOut:
+    """The merge itself (``merge_contacts``), for any caller: staff through the API, or ingest
+    when a webhook shows that a phone contact and a WhatsApp-user-id contact are one person."""
+    conn = uow.conn
     values: dict[str, Any] = {
+        "phone_e164": keep.phone_e164 or gone.phone_e164,
+        "phone_raw": keep.phone_raw if keep.phone_e164 else gone.phone_raw,
+        "whatsapp_user_id": keep.whatsapp_user_id or gone.whatsapp_user_id,
+        "username": keep.username or gone.username,
         "name": keep.name or gone.name,
         "profile_name": keep.profile_name or gone.profile_name,
         "email": keep.email or gone.email,
@@ -731,14 +794,15 @@ def merge_contacts(uow: UnitOfWork, ctx: Scope, data: s.MergeRequest) -> s.Conta
 
     out = s.contact_out(merged)
     gone_out = s.contact_out(gone)
-    label = gone.name or gone.profile_name or gone.phone_e164
-    _add_note(
+    address = gone.phone_e164 or (f"@{gone.username}" if gone.username else gone.whatsapp_user_id)
+    label = gone.name or gone.profile_name or address
+    _insert_note(
         uow,
-        ctx,
+        ws,
         keep.id,
-        content=f"Merged {label} ({gone.phone_e164}) into this contact.",
+        {**author, "metadata": {**author["metadata"], "merged_contact": payload(gone_out)}},
+        content=f"Merged {label} ({address}) into this contact.",
         note_type="merge",
-        metadata={**_author(ctx)["metadata"], "merged_contact": payload(gone_out)},
     )
     uow.emit(ws, events.CONTACT_DELETED, payload(gone_out), contact_id=gone.id)
     uow.emit(ws, events.CONTACT_UPDATED, payload(out), contact_id=keep.id)

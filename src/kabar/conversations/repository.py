@@ -63,7 +63,7 @@ tc = t.conversation_tag_counts
 # their JSON text, decoded there by msgspec: the generic JSON type's json.loads per row was a
 # tenth of an inbox page's time.
 CONTACT_SUMMARY_COLUMNS = (
-    k.c.phone_e164, k.c.name, k.c.profile_name, k.c.lead_status, k.c.lead_score, cast(k.c.tags, Text).label("tags_json")
+    k.c.phone_e164, k.c.whatsapp_user_id, k.c.username, k.c.name, k.c.profile_name, k.c.lead_status, k.c.lead_score, cast(k.c.tags, Text).label("tags_json")
 )
 # How long after as_of a message timestamped before it may still be stored (see the docstring).
 SETTLE = timedelta(minutes=2)
@@ -132,7 +132,7 @@ def _contact_join():  # noqa: ANN202
 LIST_COLUMNS = (
     c.c.id, c.c.status, c.c.assignee_id, c.c.unread_count, c.c.last_message_at, c.c.last_message_preview,
     c.c.last_inbound_at, c.c.ai_paused, c.c.snoozed_until, c.c.created_at, c.c.updated_at,
-    c.c.contact_id, k.c.phone_e164, k.c.name, k.c.profile_name, c.c.lead_status, k.c.lead_score,
+    c.c.contact_id, k.c.phone_e164, k.c.whatsapp_user_id, k.c.username, k.c.name, k.c.profile_name, c.c.lead_status, k.c.lead_score,
     cast(k.c.tags, Text).label("tags_json"),
 )
 _AT, _ID = 4, 0  # positions of last_message_at and id in LIST_COLUMNS

@@ -47,6 +47,8 @@ def conversation_from_join(row: Any) -> ConversationOut:
     contact = ContactSummary(
         id=row.contact_id,
         phone=row.phone_e164,
+        whatsapp_user_id=row.whatsapp_user_id,
+        username=row.username,
         name=row.name,
         profile_name=row.profile_name,
         lead_status=row.lead_status,
@@ -59,7 +61,7 @@ def conversation_from_join(row: Any) -> ConversationOut:
 def conversation_from_list_row(row: Sequence[Any]) -> ConversationOut:
     """A row of ``LIST_COLUMNS`` (see the repository): the conversation's fields in
     ConversationOut's order, then the contact summary's, the tags as JSON text."""
-    return ConversationOut(*row[:11], ContactSummary(*row[11:17], _TAGS.decode(row[17])))
+    return ConversationOut(*row[:11], ContactSummary(*row[11:19], _TAGS.decode(row[19])))
 
 
 def _conversation(row: Any, contact: ContactSummary) -> ConversationOut:

@@ -39,7 +39,7 @@ _id = bindparam("b_id")  # (an UPDATE may not bind under a column's own name)
 
 _UNIQUE_KEYS = {
     "webhook_receipts": ("workspace_id", "provider", "receipt_key"),
-    "contacts": ("workspace_id", "phone_e164"),
+    "contacts": (),  # any of its unique keys: (workspace, phone), (workspace, user id), (workspace, username)
     "conversations": ("workspace_id", "contact_id"),
     "messages": ("workspace_id", "provider_message_id"),
 }
@@ -53,7 +53,7 @@ def _upsert(dialect: str, table_name: str, keys: tuple[str, ...]) -> Statement:
     module = postgresql if dialect == "postgresql" else sqlite
     values = {key: bindparam(key, type_=table.c[key].type) for key in keys}
     unique = [table.c[key] for key in _UNIQUE_KEYS[table_name]]
-    return Statement(module.insert(table).values(values).on_conflict_do_nothing(index_elements=unique).returning(*table.c))
+    return Statement(module.insert(table).values(values).on_conflict_do_nothing(index_elements=unique or None).returning(*table.c))
 
 
 def _insert_new(conn: Connection, table_name: str, values: dict[str, Any]) -> Any:
@@ -101,15 +101,25 @@ def contact_by_id(conn: Connection, workspace_id: str, contact_id: str) -> Any:
     return conn.execute(_CONTACT_BY_ID, {"ws": workspace_id, "b_id": contact_id}).one()
 
 
-def upsert_contact(conn: Connection, values: dict[str, Any]) -> tuple[Any, bool]:
-    """(row, created). ``values`` must hold workspace_id and phone_e164."""
-    found = contact_by_phone(conn, values["workspace_id"], values["phone_e164"])
-    if found is not None:
-        return found, False
-    row = _insert_new(conn, "contacts", {"id": new_id(), **values})
-    if row is not None:
-        return row, True
-    return contact_by_phone(conn, values["workspace_id"], values["phone_e164"]), False  # a concurrent twin won
+_CONTACT_BY_USER_ID = Statement(select(K).where(K.c.workspace_id == _ws, K.c.whatsapp_user_id == bindparam("user_id")))
+_CONTACT_BY_USERNAME = Statement(select(K).where(K.c.workspace_id == _ws, K.c.username == bindparam("username")))
+
+
+def contact_by_user_id(conn: Connection, workspace_id: str, user_id: str) -> Any:
+    return fetch_first(conn, _CONTACT_BY_USER_ID, {"ws": workspace_id, "user_id": user_id})
+
+
+def contact_by_username(conn: Connection, workspace_id: str, username: str) -> Any:
+    return fetch_first(conn, _CONTACT_BY_USERNAME, {"ws": workspace_id, "username": username})
+
+
+def insert_contact(conn: Connection, values: dict[str, Any]) -> Any:
+    """The new row, or None when a concurrent delivery inserted one of its identities first."""
+    return _insert_new(conn, "contacts", {"id": new_id(), **values})
+
+
+def conversation_of(conn: Connection, workspace_id: str, contact_id: str) -> Any:
+    return fetch_first(conn, _CONVERSATION_OF, {"ws": workspace_id, "contact_id": contact_id})
 
 
 def upsert_conversation(conn: Connection, values: dict[str, Any]) -> tuple[Any, bool]:

@@ -40,12 +40,15 @@ class InboundMessage(msgspec.Struct, tag="message", omit_defaults=True):
 
     phone_number_id: str
     provider_message_id: str
-    wa_id: str  # the customer: sender of an inbound message, recipient of an echo
+    # The customer (sender of an inbound message, recipient of an echo): their phone number, their
+    # business-scoped user id (BSUID), or both; never neither (such a payload is ``Ignored``).
+    wa_id: str | None
     content: Content
     direction: str = "inbound"
     origin: str | None = None  # Kapso: cloud_api | business_app | history_sync
     profile_name: str | None = None
     user_id: str | None = None  # business-scoped user id (BSUID), when Meta sends one
+    username: str | None = None  # WhatsApp username (``profile.username``), when the customer has one
     timestamp: datetime | None = None
     reply_to: str | None = None  # provider id of the quoted message
     status: str | None = None  # an echo's delivery status, when the payload carries one
@@ -65,7 +68,7 @@ class Reaction(msgspec.Struct, tag="reaction", omit_defaults=True):
     phone_number_id: str
     provider_message_id: str  # the reaction's own id
     target: str  # provider id of the message reacted to
-    wa_id: str
+    wa_id: str | None
     emoji: str | None = None  # None or "" removes the reaction
     from_business: bool = False
     timestamp: datetime | None = None
@@ -75,7 +78,7 @@ class Edit(msgspec.Struct, tag="edit", omit_defaults=True):
     phone_number_id: str
     provider_message_id: str
     target: str
-    wa_id: str
+    wa_id: str | None
     content: Content
     timestamp: datetime | None = None
 
@@ -84,7 +87,7 @@ class Revoke(msgspec.Struct, tag="revoke", omit_defaults=True):
     phone_number_id: str
     provider_message_id: str
     target: str
-    wa_id: str
+    wa_id: str | None
     timestamp: datetime | None = None
 
 
@@ -94,6 +97,19 @@ class NumberChanged(msgspec.Struct, tag="number_changed", omit_defaults=True):
     phone_number_id: str
     old_wa_id: str
     new_wa_id: str
+    timestamp: datetime | None = None
+    new_user_id: str | None = None  # a number change regenerates the business-scoped user id
+
+
+class IdentityChanged(msgspec.Struct, tag="identity_changed", omit_defaults=True):
+    """The customer's business-scoped user id changed (Meta ``system``/``user_changed_user_id``,
+    Kapso ``whatsapp.contact.identity_changed``). The contact is found by its old id, or else by
+    its phone."""
+
+    phone_number_id: str
+    new_user_id: str
+    old_user_id: str | None = None
+    wa_id: str | None = None
     timestamp: datetime | None = None
 
 
@@ -124,7 +140,9 @@ class Ignored(msgspec.Struct, tag="ignored", omit_defaults=True):
     phone_number_id: str | None = None
 
 
-Event = InboundMessage | StatusUpdate | Reaction | Edit | Revoke | NumberChanged | PreferenceChanged | Typing | Ignored
+Event = (
+    InboundMessage | StatusUpdate | Reaction | Edit | Revoke | NumberChanged | IdentityChanged | PreferenceChanged | Typing | Ignored
+)
 
 
 class UnsupportedPayload(ValueError):

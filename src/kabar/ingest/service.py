@@ -33,7 +33,7 @@ from kabar.channels import service as channels
 from kabar.channels.kapso import webhook as kapso_webhook
 from kabar.channels.meta import webhook as meta_webhook
 from kabar.contacts.schemas import contact_out
-from kabar.contacts.service import search_text_for
+from kabar.contacts.service import clean_username, merge_rows, search_text_for
 from kabar.conversations.schemas import conversation_out
 from kabar.db import tables as t
 from kabar.db.engine import Database, StorageUnavailable
@@ -55,6 +55,7 @@ from kabar.ingest.group_commit import group_commit
 from kabar.ingest.schemas import (
     Edit,
     Event,
+    IdentityChanged,
     Ignored,
     InboundMessage,
     NumberChanged,
@@ -379,7 +380,7 @@ class Applier:
         self.conn = uow.conn
         self.ws = workspace_id
         self.now = uow.now
-        self.contacts: dict[str, Any] = {}  # phone_e164 -> row
+        self.contacts: dict[tuple[str, str], Any] = {}  # ("phone", e164) / ("user_id", BSUID) -> row
         self.contacts_by_id: dict[str, Any] = {}
         self.conversations: dict[str, Any] = {}  # contact_id -> row
         self.created_contacts: set[str] = set()
@@ -405,12 +406,14 @@ class Applier:
             if isinstance(e, StatusUpdate) or (isinstance(e, InboundMessage) and e.direction == "outbound")
         })
         # Customers next, in a fixed order: two transactions never lock them in opposite orders.
-        first_seen: dict[str, InboundMessage] = {}
+        # Every identity pair (phone, WhatsApp user id) is resolved here, merges included, before
+        # any message is written.
+        first_seen: dict[tuple[str, str], InboundMessage] = {}
         for event in events:
             if isinstance(event, InboundMessage) and not (event.direction == "outbound" and event.origin == "cloud_api"):
-                first_seen.setdefault(from_wa_id(event.wa_id), event)
-        for phone in sorted(first_seen):
-            self.party(first_seen[phone])
+                first_seen.setdefault((from_wa_id(event.wa_id) if event.wa_id else "", event.user_id or ""), event)
+        for key in sorted(first_seen):
+            self.party(first_seen[key])
         for event in events:
             handler = getattr(self, "_on_" + type(event).__name__.lower())
             handler(event)
@@ -419,34 +422,44 @@ class Applier:
     # -- contacts and conversations ---------------------------------------------------------
 
     def party(self, event: InboundMessage) -> tuple[Any, Any]:
-        phone = from_wa_id(event.wa_id)
+        phone = from_wa_id(event.wa_id) if event.wa_id else None
         at = _clamp(event.timestamp, self.now)
-        contact = self.contacts.get(phone)
+        contact = self._customer(phone, event.user_id)
         if contact is None:
-            contact, created = repo.upsert_contact(
+            username = clean_username(event.username)
+            if username:
+                self._release_username(username, None)
+            contact = repo.insert_contact(
                 self.conn,
                 {
                     "workspace_id": self.ws,
                     "phone_e164": phone,
-                    "phone_raw": event.wa_id,
+                    "phone_raw": event.wa_id if phone else None,
+                    "whatsapp_user_id": event.user_id,
+                    "username": username,
                     "name": None,
                     "profile_name": event.profile_name,
                     "email": None,
                     "tags": [],
-                    "attributes": {"whatsapp_user_id": event.user_id} if event.user_id else {},
+                    "attributes": {},
                     "lead_status": "prospect",
                     "lead_score": 0,
                     "source": "whatsapp",
                     "first_contact_at": at,
                     "last_interaction_at": at,
-                    "search_text": search_text_for(name=None, profile_name=event.profile_name, email=None, phone_e164=phone),
+                    "search_text": search_text_for(name=None, profile_name=event.profile_name, email=None, phone_e164=phone, username=username),
                     "created_at": self.now,
                     "updated_at": self.now,
                 },
             )
+            created = contact is not None
+            if contact is None:  # a concurrent twin won the insert
+                contact = self._customer(phone, event.user_id)
             if created:
                 self.created_contacts.add(contact.id)
             self._remember_contact(contact)
+        else:
+            contact = self._link(contact, phone, event)
         if event.direction == "inbound":
             self._note_profile(contact, event)
         conversation = self.conversations.get(contact.id)
@@ -471,16 +484,115 @@ class Applier:
         return contact, conversation
 
     def _remember_contact(self, row: Any) -> None:
-        self.contacts[row.phone_e164] = row
+        for key in (("phone", row.phone_e164), ("user_id", row.whatsapp_user_id)):
+            if key[1]:
+                self.contacts[key] = row
         self.contacts_by_id[row.id] = row
 
+    def _forget_contact(self, row: Any) -> None:
+        for key in (("phone", row.phone_e164), ("user_id", row.whatsapp_user_id)):
+            if self.contacts.get(key) is not None and self.contacts[key].id == row.id:
+                del self.contacts[key]
+        self.contacts_by_id.pop(row.id, None)
+
+    def _lookup(self, phone: str | None, user_id: str | None) -> Any:
+        """The contact with this phone (or, given only ``user_id``, this WhatsApp user id)."""
+        key = ("phone", phone) if phone else ("user_id", user_id)
+        if not key[1]:
+            return None
+        row = self.contacts.get(key)
+        if row is None:
+            row = repo.contact_by_phone(self.conn, self.ws, phone) if phone else repo.contact_by_user_id(self.conn, self.ws, user_id)
+            if row is not None:
+                self._remember_contact(row)
+        return row
+
+    def _customer(self, phone: str | None, user_id: str | None) -> Any:
+        """The one contact for a customer known by ``phone``, ``user_id`` or both. A payload naming
+        both links them: when one contact has the phone and another the user id (the customer
+        wrote without their number first), they are one person and are merged, the phone
+        contact kept (it holds the older history and the CRM data staff entered); the merge
+        moves every message and note, so nothing of either is lost."""
+        by_phone = self._lookup(phone, None)
+        by_user_id = self._lookup(None, user_id)
+        if by_phone is not None and by_user_id is not None and by_phone.id != by_user_id.id:
+            return self._merge(by_phone, by_user_id)
+        return by_phone or by_user_id
+
+    def _link(self, contact: Any, phone: str | None, event: InboundMessage) -> Any:
+        """Attach the identities this payload adds: the phone of a contact known by user id, the
+        (new) user id of a phone contact, a changed username."""
+        values: dict[str, Any] = {}
+        if phone and contact.phone_e164 != phone:
+            attributes = dict(contact.attributes or {})
+            if contact.phone_e164:
+                attributes["previous_phones"] = sorted({*attributes.get("previous_phones", []), contact.phone_e164})
+            values.update(phone_e164=phone, phone_raw=event.wa_id, attributes=attributes)
+        if event.user_id and contact.whatsapp_user_id != event.user_id:
+            values["whatsapp_user_id"] = event.user_id
+        username = clean_username(event.username)
+        if event.direction == "inbound" and username and contact.username != username:
+            values["username"] = username
+        return self._set_identity(contact, values) if values else contact
+
+    def _set_identity(self, contact: Any, values: dict[str, Any]) -> Any:
+        """Write identity changes at once: later events of this delivery look contacts up by them."""
+        if values.get("username"):
+            self._release_username(values["username"], contact.id)
+        merged = {**contact._asdict(), **values}
+        values["search_text"] = search_text_for(
+            name=merged["name"], profile_name=merged["profile_name"], email=merged["email"], phone_e164=merged["phone_e164"],
+            username=merged["username"],
+        )
+        self._forget_contact(contact)
+        row = repo.update_contact(self.conn, self.ws, contact.id, {**values, "updated_at": self.now})
+        self._remember_contact(row)
+        self.changed_contacts.add(row.id)
+        return row
+
+    def _release_username(self, username: str, keeper: str | None) -> None:
+        """WhatsApp usernames move between people over time: whoever had it before gives it up."""
+        holder = repo.contact_by_username(self.conn, self.ws, username)
+        if holder is not None and holder.id != keeper:
+            self._set_identity(holder, {"username": None})
+
+    def _merge(self, keep: Any, gone: Any) -> Any:
+        """Fold contact ``gone`` into ``keep`` (``kabar.contacts.service.merge_rows``), then make
+        this delivery's bookkeeping point at the kept contact and conversation."""
+        gone_conversation = self.conversations.pop(gone.id, None)
+        merge_rows(self.uow, self.ws, keep, gone, {"author_id": None, "author_type": "system", "metadata": {"reason": "whatsapp_identity"}})
+        self._forget_contact(gone)
+        self._forget_contact(keep)
+        self.conversations.pop(keep.id, None)
+        row = repo.contact_by_id(self.conn, self.ws, keep.id)
+        self._remember_contact(row)
+        for bucket in (self.created_contacts, self.changed_contacts):
+            bucket.discard(gone.id)
+        self.changed_contacts.add(row.id)
+        if gone.id in self.touches:
+            self._touch(row.id, self.touches.pop(gone.id))
+        self.contact_changes.pop(gone.id, None)
+        if gone_conversation is not None:
+            self.created_conversations.discard(gone_conversation.id)
+            kept = repo.conversation_of(self.conn, self.ws, row.id)
+            delta = self.deltas.pop(gone_conversation.id, None)
+            if delta is not None and kept is not None:
+                into = self._delta(kept.id)
+                into.unread += delta.unread
+                into.reopen = into.reopen or delta.reopen
+                into.inbound_at = max((x for x in (into.inbound_at, delta.inbound_at) if x), default=None)
+                if delta.last_at is not None and (into.last_at is None or delta.last_at >= into.last_at):
+                    into.last_at, into.preview = delta.last_at, delta.preview
+        for message_id, (kind, message) in list(self.messages.items()):
+            if message.contact_id == gone.id:
+                self.messages[message_id] = (kind, repo.message_by_id(self.conn, self.ws, message_id))
+        return row
+
     def _note_profile(self, contact: Any, event: InboundMessage) -> None:
-        """A newer WhatsApp profile name (or BSUID) replaces the stored one; ``name`` stays staff's."""
+        """A newer WhatsApp profile name replaces the stored one; ``name`` stays staff's."""
         changes = self.contact_changes.setdefault(contact.id, {})
         if event.profile_name and event.profile_name != (changes.get("profile_name") or contact.profile_name):
             changes["profile_name"] = event.profile_name
-        if event.user_id and (contact.attributes or {}).get("whatsapp_user_id") != event.user_id:
-            changes.setdefault("attributes", dict(contact.attributes or {}))["whatsapp_user_id"] = event.user_id
 
     def _delta(self, conversation_id: str) -> _ConversationDelta:
         return self.deltas.setdefault(conversation_id, _ConversationDelta())
@@ -643,25 +755,37 @@ class Applier:
         self._record("updated", repo.update_message(self.conn, self.ws, target.id, values))
 
     def _on_numberchanged(self, event: NumberChanged) -> None:
-        old = repo.contact_by_phone(self.conn, self.ws, from_wa_id(event.old_wa_id))
+        old = self._lookup(from_wa_id(event.old_wa_id), None)
         if old is None:
             return
         new_phone = from_wa_id(event.new_wa_id)
         attributes = dict(old.attributes or {})
         attributes["previous_phones"] = sorted({*attributes.get("previous_phones", []), old.phone_e164})
-        values: dict[str, Any] = {"attributes": attributes, "updated_at": self.now}
-        if repo.contact_by_phone(self.conn, self.ws, new_phone) is None:
-            values.update(
-                phone_e164=new_phone,
-                phone_raw=event.new_wa_id,
-                search_text=search_text_for(name=old.name, profile_name=old.profile_name, email=old.email, phone_e164=new_phone),
-            )
+        values: dict[str, Any] = {"attributes": attributes}
+        if self._lookup(new_phone, None) is None:
+            values.update(phone_e164=new_phone, phone_raw=event.new_wa_id)
         else:
             attributes["changed_number_to"] = new_phone  # both exist: merging is a person's decision
-        row = repo.update_contact(self.conn, self.ws, old.id, values)
-        self.contacts.pop(old.phone_e164, None)
-        self._remember_contact(row)
-        self.changed_contacts.add(row.id)
+        if event.new_user_id and self._lookup(None, event.new_user_id) is None:
+            values["whatsapp_user_id"] = event.new_user_id  # a new number comes with a new user id
+        self._set_identity(old, values)
+
+    def _on_identitychanged(self, event: IdentityChanged) -> None:
+        """The customer's business-scoped user id changed: the contact (found by the old id, or
+        its phone) takes the new one. If a message under the new id came first and made a
+        contact of its own, that contact is the same person and is merged into this one."""
+        contact = self._lookup(None, event.old_user_id) if event.old_user_id else None
+        if contact is None and event.wa_id:
+            contact = self._lookup(from_wa_id(event.wa_id), None)
+        if contact is None or contact.whatsapp_user_id == event.new_user_id:
+            return
+        holder = self._lookup(None, event.new_user_id)
+        if holder is not None and holder.id != contact.id:
+            contact = self._merge(contact, holder)
+        attributes = dict(contact.attributes or {})
+        if event.old_user_id:
+            attributes["previous_user_ids"] = sorted({*attributes.get("previous_user_ids", []), event.old_user_id})
+        self._set_identity(contact, {"whatsapp_user_id": event.new_user_id, "attributes": attributes})
 
     def _on_preferencechanged(self, event: PreferenceChanged) -> None:
         contact = repo.contact_by_phone(self.conn, self.ws, from_wa_id(event.wa_id))
@@ -689,7 +813,8 @@ class Applier:
             current = self.contacts_by_id[contact_id]
             if "profile_name" in changes:
                 changes["search_text"] = search_text_for(
-                    name=current.name, profile_name=changes["profile_name"], email=current.email, phone_e164=current.phone_e164
+                    name=current.name, profile_name=changes["profile_name"], email=current.email, phone_e164=current.phone_e164,
+                    username=current.username,
                 )
             if changes:
                 self.changed_contacts.add(contact_id)

@@ -12,12 +12,13 @@ from typing import Any
 
 from kabar.channels import signing
 from kabar.channels.meta import webhook as meta
-from kabar.ingest.schemas import Event, Ignored, StatusUpdate, Typing, UnsupportedPayload
+from kabar.ingest.schemas import Event, IdentityChanged, Ignored, StatusUpdate, Typing, UnsupportedPayload
 
 SIGNATURE_HEADERS = ("x-webhook-signature", "x-kapso-signature")  # the second is the legacy name
 OUTBOUND_STATUSES = ("sent", "delivered", "read", "failed")
 # Not a Kapso event: the fake provider's simulated customer is typing (kabar.channels.fake).
 FAKE_TYPING_EVENT = "kabar.fake.typing"
+IDENTITY_CHANGED_EVENT = "whatsapp.contact.identity_changed"
 
 
 def verify(raw: bytes, headers: dict[str, str], webhook_secret: str | None, app_secret: str | None = None) -> bool:
@@ -85,6 +86,8 @@ def _item_events(name: str, item: dict[str, Any]) -> list[Event]:
     pnid = _pnid(item) or ""
     if name == FAKE_TYPING_EVENT:
         return [_fake_typing(pnid, item)]
+    if name == IDENTITY_CHANGED_EVENT:
+        return [_identity_changed(pnid, item)]
     if not name.startswith("whatsapp.message."):
         return [Ignored(name or "unknown", "event not used by Kabar", pnid or None)]
     m = item.get("message")
@@ -94,12 +97,13 @@ def _item_events(name: str, item: dict[str, Any]) -> list[Event]:
     conversation = item.get("conversation") if isinstance(item.get("conversation"), dict) else {}
     direction = kapso.get("direction") or ("inbound" if name == "whatsapp.message.received" else "outbound")
     phone_fallbacks = (conversation.get("phone_number"), kapso.get("phone_number"))
+    # Kapso's identity fields for the customer (any of them may be missing: BSUID/usernames).
+    contact = {"user_id": conversation.get("business_scoped_user_id"), "profile": {"username": conversation.get("username")}}
     if direction == "inbound":
         customer = meta.usable_wa_id(m.get("from"), *phone_fallbacks)
         contact_name = (conversation.get("kapso") or {}).get("contact_name")
         return meta.message_events(
-            pnid, m, wa_id=customer, profile_name=contact_name, origin=kapso.get("origin"), kapso=kapso,
-            contact={"user_id": conversation.get("business_scoped_user_id")} if conversation.get("business_scoped_user_id") else None,
+            pnid, m, wa_id=customer, profile_name=contact_name, origin=kapso.get("origin"), kapso=kapso, contact=contact
         )
     # Outbound: the status history first (it may carry our message id as callback data, which
     # links a send still waiting for its API response), then the message itself as an echo.
@@ -115,9 +119,22 @@ def _item_events(name: str, item: dict[str, Any]) -> list[Event]:
         return statuses + [Ignored("reaction", "the business's own API reaction (recorded when sent)", pnid or None)]
     echo = meta.message_events(
         pnid, m, wa_id=customer, direction="outbound", origin=kapso.get("origin") or "cloud_api",
-        status=status if status in OUTBOUND_STATUSES else None, kapso=kapso,
+        status=status if status in OUTBOUND_STATUSES else None, kapso=kapso, contact=contact,
     )
     return statuses + echo
+
+
+def _identity_changed(pnid: str, item: dict[str, Any]) -> Event:
+    """``whatsapp.contact.identity_changed``: the customer's new business-scoped user id, with the
+    previous one and the phone number when Kapso has them (either may be null)."""
+    contact = next((item[key] for key in ("contact", "conversation") if isinstance(item.get(key), dict)), item)
+    previous = item.get("previous") if isinstance(item.get("previous"), dict) else {}
+    new = contact.get("business_scoped_user_id") or item.get("business_scoped_user_id")
+    old = previous.get("business_scoped_user_id") or item.get("previous_business_scoped_user_id")
+    phone = meta.usable_wa_id(contact.get("phone_number"), contact.get("wa_id"), previous.get("phone_number"))
+    if not new:
+        return Ignored(IDENTITY_CHANGED_EVENT, "identity change without a new business-scoped user id", pnid or None)
+    return IdentityChanged(pnid, str(new), str(old) if old else None, phone, meta.parse_ts(item.get("timestamp")))
 
 
 def _fake_typing(pnid: str, item: dict[str, Any]) -> Event:

@@ -16,6 +16,7 @@ from kabar.ingest.schemas import (
     Content,
     Edit,
     Event,
+    IdentityChanged,
     Ignored,
     InboundMessage,
     Media,
@@ -94,16 +95,17 @@ def _change_events(change: dict[str, Any]) -> list[Event]:
     out: list[Event] = []
     if field == "messages":
         for message in value.get("messages") or []:
-            customer = usable_wa_id(message.get("from"), *(c.get("wa_id") for c in contacts))
-            out.extend(message_events(pnid, message, wa_id=customer, contact=_contact_for(contacts, message.get("from"))))
+            contact = _contact_for(contacts, message.get("from"), message.get("from_user_id"))
+            customer = usable_wa_id(message.get("from"), (contact or {}).get("wa_id"))
+            out.extend(message_events(pnid, message, wa_id=customer, contact=contact))
         for status in value.get("statuses") or []:
             out.append(status_event(pnid, status))
         for error in value.get("errors") or []:
             out.append(Ignored("error", f"{error.get('code')}: {error.get('title')}", pnid or None))
     elif field == "smb_message_echoes":
         for message in value.get("message_echoes") or []:
-            customer = usable_wa_id(message.get("to"), *(c.get("wa_id") for c in contacts))
-            contact = _contact_for(contacts, message.get("to"))
+            contact = _contact_for(contacts, message.get("to"), message.get("to_user_id"))
+            customer = usable_wa_id(message.get("to"), (contact or {}).get("wa_id"))
             out.extend(message_events(pnid, message, wa_id=customer, contact=contact, direction="outbound", origin="business_app"))
     elif field == "user_preferences":
         for pref in value.get("user_preferences") or []:
@@ -115,9 +117,10 @@ def _change_events(change: dict[str, Any]) -> list[Event]:
     return out or [Ignored(str(field or "unknown"), "nothing to apply", pnid or None)]
 
 
-def _contact_for(contacts: list[dict[str, Any]], wa: Any) -> dict[str, Any] | None:
+def _contact_for(contacts: list[dict[str, Any]], wa: Any, user_id: Any = None) -> dict[str, Any] | None:
+    """The ``contacts[]`` entry of a message's customer: by business-scoped user id, else by phone."""
     for contact in contacts:
-        if contact.get("wa_id") == wa:
+        if (user_id and contact.get("user_id") == user_id) or (wa and contact.get("wa_id") == wa):
             return contact
     return contacts[0] if len(contacts) == 1 else None
 
@@ -139,12 +142,13 @@ def message_events(
     mtype = str(m.get("type") or "unknown")
     if not mid:
         return [Ignored(mtype, "message without id", pnid or None)]
-    if wa_id is None:
-        return [Ignored(mtype, "no usable phone number for the customer", pnid or None)]
+    from_business = direction == "outbound"
+    user_id = _str(m.get("to_user_id" if from_business else "from_user_id") or (contact or {}).get("user_id") or None)
+    if wa_id is None and user_id is None:
+        return [Ignored(mtype, "neither a phone number nor a WhatsApp user id for the customer", pnid or None)]
     profile = (contact or {}).get("profile") or {}
     name = profile_name or profile.get("name") or None
     ts = parse_ts(m.get("timestamp"))
-    from_business = direction == "outbound"
     if mtype == "reaction":
         reaction = m.get("reaction") or {}
         if not reaction.get("message_id"):
@@ -169,18 +173,23 @@ def message_events(
         direction=direction,
         origin=origin,
         profile_name=name,
-        user_id=(contact or {}).get("user_id") or m.get("from_user_id") or None,
+        user_id=user_id,
+        username=_str(profile.get("username") or None),
         timestamp=ts,
         reply_to=context.get("id") or None,
         status=status,
     )
     events: list[Event] = [message]
     system = m.get("system") or {}
+    # After the system message, so that message still lands on the customer's old contact.
     if mtype == "system" and system.get("type") == "user_changed_number":
         new = usable_wa_id(system.get("wa_id"))
-        if new and new != wa_id:
-            # After the system message, so that message still lands on the old number's contact.
-            events.append(NumberChanged(pnid, wa_id, new, ts))
+        if wa_id and new and new != wa_id:
+            events.append(NumberChanged(pnid, wa_id, new, ts, _str(system.get("user_id") or None)))
+    elif mtype == "system" and system.get("type") == "user_changed_user_id" and system.get("user_id"):
+        new_user_id = str(system["user_id"])
+        if new_user_id != user_id:
+            events.append(IdentityChanged(pnid, new_user_id, user_id, wa_id, ts))
     return events
 
 
