@@ -121,7 +121,7 @@ async def test_rs256_via_jwks_server(client, settings, jwks_server):
         return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
 
     async with app_client(jwks_settings) as idp_app:
-        response = await idp_app.get("/v1/me", headers=bearer(rs(claims(iss=issuer, email=owner.email))))
+        response = await idp_app.get("/v1/me", headers=bearer(rs(claims(iss=issuer, email=owner.email, email_verified=True))))
         assert response.status_code == 200, response.text
         assert response.json()["user"]["id"] == owner.user_id
         assert jwks_server.requests == 1
@@ -155,7 +155,7 @@ async def test_rs256_via_jwks_server(client, settings, jwks_server):
     rotated = rsa_key()
     jwks_server.publish(("key-1", good), ("key-3", rotated))
     async with app_client(jwks_settings) as idp_app:
-        response = await idp_app.get("/v1/me", headers=bearer(rs(claims(iss=issuer, email=owner.email), key=rotated, kid="key-3")))
+        response = await idp_app.get("/v1/me", headers=bearer(rs(claims(iss=issuer, email=owner.email, email_verified=True), key=rotated, kid="key-3")))
         assert response.status_code == 200, response.text
 
 
