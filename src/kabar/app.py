@@ -10,7 +10,6 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 
 from kabar import __version__
 from kabar.config import Settings, load_settings
@@ -23,6 +22,7 @@ from kabar.observability.logging import configure_logging
 from kabar.observability.middleware import KabarMiddleware
 from kabar.plugins import import_if_present
 from kabar.runtime import Runtime
+from kabar.web.docs import SelfHostedSwagger
 
 log = logging.getLogger("kabar")
 
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
             title="Kabar API",
             version=__version__,
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[SelfHostedSwagger()],  # no CDN: our own copy, under the CSP
         ),
         debug=False,
         logging_config=None,

@@ -21,6 +21,26 @@ log = logging.getLogger("kabar.request")
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 workspace_id_var: ContextVar[str] = ContextVar("workspace_id", default="-")
 
+# Every HTML page: scripts and styles only from this origin, no inline code (the web pages set
+# it themselves; any other HTML, such as the API reference at /schema, gets it here).
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        # Media previews may point at the provider's CDN; blob: is the composer's local preview.
+        "img-src 'self' data: blob: https:",
+        "media-src 'self' blob: https:",
+        "connect-src 'self' ws: wss:",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+_CSP_HEADER = (b"content-security-policy", CSP.encode())
+
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -75,7 +95,10 @@ class KabarMiddleware:
                     (b"x-request-id", request_id.encode()),
                     (b"server-timing", f"db;dur={db_ms:.2f};desc=\"{len(stats)} queries\", app;dur={elapsed:.2f}".encode()),
                 ]
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS + extra
+                headers = list(message.get("headers", []))
+                if _is_html(headers) and not any(name.lower() == b"content-security-policy" for name, _ in headers):
+                    headers.append(_CSP_HEADER)
+                message["headers"] = headers + SECURITY_HEADERS + extra
             await send(message)
 
         try:
@@ -91,6 +114,10 @@ class KabarMiddleware:
                     "%s %s %s %.2fms db=%d/%.2fms",
                     method, path, status_holder[0], elapsed_s * 1000, len(stats), sum(stats) * 1000,
                 )
+
+
+def _is_html(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name.lower() == b"content-type" and value.lower().startswith(b"text/html") for name, value in headers)
 
 
 async def _send_problem(send, status: int, slug: str, title: str, detail: str, request_id: str) -> None:  # noqa: ANN001

@@ -20,7 +20,7 @@ import hashlib
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response, get
@@ -36,28 +36,13 @@ from kabar.contacts.schemas import LEAD_STATUSES
 from kabar.demo import DEMO_EMAIL
 from kabar.errors import Problem
 from kabar.http import SESSION_COOKIE, runtime_of
+from kabar.observability.middleware import CSP
 from kabar.workspaces.service import workspaces_of_user
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
-CSP = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        # Media previews may point at the provider's CDN; blob: is the composer's local preview.
-        "img-src 'self' data: blob: https:",
-        "media-src 'self' blob: https:",
-        "connect-src 'self' ws: wss:",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
 LEAD_LABELS = {
     "prospect": "Prospect",
     "hot_lead": "Hot lead",
@@ -124,10 +109,17 @@ def _login_redirect(request: Request) -> Redirect:
 
 
 def _safe_next(value: str | None) -> str | None:
-    """Only same-site paths: ``//evil.example`` and ``https://…`` are open redirects."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return None
+    """Only same-origin paths. Browsers drop tabs and newlines from URLs and read ``\\`` as ``/``,
+    so ``/%09/evil.example`` and ``/\\evil.example`` mean ``//evil.example``: an open redirect,
+    like ``https://…`` and ``javascript:…``. Anything but a plain path goes to the inbox."""
+    if not value or not value.startswith("/") or value.startswith("//"):
+        return None
+    if "\\" in value or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
 
 
 async def _session_user(request: Request) -> tuple[dict[str, Any], list[Any]] | None:

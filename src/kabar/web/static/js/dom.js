@@ -1,8 +1,29 @@
 // DOM helpers. User content only ever goes in through textContent / attributes, never innerHTML.
+// Attributes that navigate or load: only http(s) URLs (relative ones resolve to this origin), and
+// for loading, the composer's blob: previews and data: images. A `javascript:` (or any other
+// scheme) URL from a message, contact or setting is dropped, so it never becomes a link.
+const LINK_ATTRS = new Set(['href', 'action', 'formaction']);
+const LOAD_ATTRS = new Set(['src', 'poster']);
+
+export function safeUrl(value, { load = false } = {}) {
+  let url;
+  try {
+    url = new URL(String(value), document.baseURI);
+  } catch {
+    return null;
+  }
+  const allowed = load ? ['http:', 'https:', 'blob:', 'data:'] : ['http:', 'https:'];
+  return allowed.includes(url.protocol) ? String(value) : null;
+}
+
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
+  for (let [key, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
+    if (LINK_ATTRS.has(key) || LOAD_ATTRS.has(key)) {
+      value = safeUrl(value, { load: LOAD_ATTRS.has(key) });
+      if (value === null) continue;
+    }
     if (key === 'class') el.className = value;
     else if (key === 'text') el.textContent = value;
     else if (key === 'dataset') Object.assign(el.dataset, value);
