@@ -156,9 +156,13 @@ def test_conversation_controls(owner_page: Page, web: WebEnv) -> None:
     assert body["status"] == "snoozed" and body["snoozed_until"].startswith("2030-02-01T02:00")  # 09:00 WIB
 
     ai = page.locator("#ctl-ai")
-    expect(ai).to_be_checked()
+    expect(ai).not_to_be_checked()  # assigning a person took over from ARI
+    expect(page.locator("#ctl-ai-label")).to_have_text("ARI paused")
+    ai.check()
+    expect(page.locator("#toasts")).to_contain_text("ARI resumed")
+    assert web.api("GET", url).json()["ai_paused"] is False
     ai.uncheck()
-    expect(page.locator("#toasts")).to_contain_text("AI paused")
+    expect(page.locator("#toasts")).to_contain_text("ARI paused")
     assert web.api("GET", url).json()["ai_paused"] is True
 
 

@@ -3,7 +3,7 @@
 // (optimistic send, quick replies, uploads, templates), plus the contact panel.
 import { api, ApiError, newKey, wsBase } from './api.js';
 import {
-  $, $$, clear, dayKey, displayName, formatDay, formatFull, formatShort, formatTime, h, initials, LEAD_LABELS,
+  $, $$, clear, contactAddress, dayKey, displayName, formatDay, formatFull, formatShort, formatTime, h, initials, LEAD_LABELS,
   localInputToIso, notOlder, toast,
 } from './dom.js';
 import { ContactPanel } from './contact-panel.js';
@@ -42,6 +42,8 @@ const el = {
   assignee: $('#ctl-assignee'),
   status: $('#ctl-status'),
   ai: $('#ctl-ai'),
+  aiToggle: $('#ctl-ai-toggle'),
+  aiLabel: $('#ctl-ai-label'),
   snoozeForm: $('#snooze-form'),
   windowBanner: $('#window-banner'),
   composer: $('#composer'),
@@ -190,7 +192,7 @@ function matchesFilters(c) {
     const q = f.q.toLowerCase();
     const digits = q.replace(/\D/g, '');
     const contact = c.contact || {};
-    const hay = `${contact.name || ''} ${contact.profile_name || ''}`.toLowerCase();
+    const hay = `${contact.name || ''} ${contact.profile_name || ''} @${contact.username || ''}`.toLowerCase();
     const phone = (contact.phone || '').replace(/\D/g, '');
     const phoneHit = digits.length >= 3 && (phone.includes(digits) || phone.includes(digits.replace(/^0/, '62')));
     if (!hay.includes(q) && !phoneHit) return false;
@@ -210,6 +212,7 @@ function placeConversation(conversation, { append = false } = {}) {
       // The open conversation stays in view until the user moves on, even if it no longer matches.
       state.conversations.set(id, conversation);
       renderRow(conversation);
+      updateThreadHeader(conversation);
     }
     return;
   }
@@ -254,6 +257,7 @@ function renderRow(c) {
     h('span', { class: 'conv-main' },
       h('span', { class: 'conv-top' },
         h('span', { class: 'conv-name', text: displayName(contact) }),
+        contact.username && displayName(contact) !== `@${contact.username}` ? h('span', { class: 'conv-handle muted small', text: `@${contact.username}` }) : null,
         h('time', { class: 'conv-time', datetime: c.last_message_at, title: formatFull(c.last_message_at), text: formatShort(c.last_message_at) })),
       h('span', { class: 'conv-bottom' },
         typing ? h('span', { class: 'conv-preview conv-typing', text: 'typing…' }) : h('span', { class: 'conv-preview', text: c.last_message_preview || '' }),
@@ -418,11 +422,15 @@ async function updateThreadHeader(c) {
   const contact = c.contact || {};
   const head = $('.thread-head', el.thread);
   $('[data-field=name]', head).textContent = displayName(contact);
-  $('[data-field=phone]', head).textContent = contact.phone || '';
+  $('[data-field=phone]', head).textContent = contactAddress(contact);
   $('[data-field=avatar]', head).textContent = initials(contact);
   el.status.value = c.status;
+  // A staff reply or an assignment pauses ARI (server side); the switch resumes it.
   el.ai.checked = !c.ai_paused;
-  el.ai.setAttribute('aria-label', c.ai_paused ? 'AI replies are off (human handover)' : 'AI replies are on');
+  el.ai.setAttribute('aria-label', c.ai_paused ? 'ARI paused (a human took over): resume ARI' : 'ARI replies are on: pause ARI');
+  el.aiLabel.textContent = c.ai_paused ? 'ARI paused' : 'ARI on';
+  el.aiToggle.title = c.ai_paused ? 'A person took over this chat; switch on to resume ARI' : 'When on, ARI answers this customer automatically';
+  el.aiToggle.dataset.paused = String(Boolean(c.ai_paused));
   await fillMemberSelects(el.thread);
   if (state.openId === c.id) el.assignee.value = c.assignee_id || '';
   const outside = !c.last_inbound_at || Date.now() - new Date(c.last_inbound_at).getTime() > WINDOW_MS;
@@ -1109,7 +1117,7 @@ function bindControls() {
   });
   el.ai.addEventListener('change', async () => {
     const updated = await patchConversation({ ai_paused: !el.ai.checked });
-    if (updated) toast(updated.ai_paused ? 'AI paused: a human handles this chat' : 'AI replies on');
+    if (updated) toast(updated.ai_paused ? 'ARI paused: a human handles this chat' : 'ARI resumed');
   });
 }
 
@@ -1196,8 +1204,8 @@ function onEvent(event) {
 }
 
 function pickSummary(contact) {
-  const { id, phone, name, profile_name, lead_status, lead_score, tags } = contact;
-  return { id, phone, name, profile_name, lead_status, lead_score, tags };
+  const { id, phone, whatsapp_user_id, username, name, profile_name, lead_status, lead_score, tags } = contact;
+  return { id, phone, whatsapp_user_id, username, name, profile_name, lead_status, lead_score, tags };
 }
 
 function onTyping(message) {
