@@ -89,6 +89,7 @@ class WebEnv:
     webhook_secret: str
     owner_token: str
     users: dict[str, str] = field(default_factory=dict)  # email → user id
+    env: dict[str, str] = field(default_factory=dict)  # the server's environment, for `kabar …` commands
 
     @property
     def url(self) -> str:
@@ -156,7 +157,7 @@ def start_web_env(backend: str, tmp_dir: Path, start: Any) -> tuple[WebEnv, list
     secret = secrets.token_hex(16)
     fake = ThreadedFake(server.url + "/webhooks/kapso", secret)
     pnid = f"PN{secrets.randbelow(10**12)}"
-    web = WebEnv(server=server, fake=fake, ws=demo["id"], slug=demo["slug"], pnid=pnid, webhook_secret=secret, owner_token=owner_token)
+    web = WebEnv(server=server, fake=fake, ws=demo["id"], slug=demo["slug"], pnid=pnid, webhook_secret=secret, owner_token=owner_token, env=env)
     response = web.api(
         "PUT",
         f"/v1/workspaces/{web.ws}/channel",

@@ -195,8 +195,45 @@ async def login_page(request: Request, next: FromQuery[str | None] = None) -> Re
 
 
 @get("/accept-invite", include_in_schema=False)
-async def accept_invite_page(token: FromQuery[str | None] = None) -> Response[str]:
-    return render("accept_invite.html", token=token or "")
+async def accept_invite_page(request: Request, token: FromQuery[str | None] = None) -> Response[str]:
+    """New address: a name-and-password form. An address with an account: accept with one click
+    when signed in as it, else a sign-in link that comes back here."""
+    from kabar.workspaces.service import invitation_preview
+
+    preview = await runtime_of(request).db.read(invitation_preview, token) if token else None
+    session = await _session_user(request) if preview and preview["account_exists"] else None
+    return render(
+        "accept_invite.html",
+        token=token or "",
+        invitation=preview,
+        signed_in_as=session[0]["email"] if session else None,
+        login_url=_login_url(request),
+    )
+
+
+def _login_url(request: Request) -> str:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return f"/login?next={quote(target, safe='')}"
+
+
+@get("/forgot-password", include_in_schema=False)
+async def forgot_password_page() -> Response[str]:
+    return render("forgot_password.html")
+
+
+@get("/reset-password", include_in_schema=False)
+async def reset_password_page(token: FromQuery[str | None] = None) -> Response[str]:
+    return render("reset_password.html", token=token or "")
+
+
+@get("/verify-email", include_in_schema=False)
+async def verify_email_page(request: Request, token: FromQuery[str | None] = None) -> Response[Any]:
+    """The link from the mail: confirming needs the account's own session (sign in, come back)."""
+    session = await _session_user(request)
+    if session is None:
+        return render("verify_email.html", token=token or "", user=None, login_url=_login_url(request))
+    user, workspaces = session
+    return render("verify_email.html", token=token or "", user=user, workspaces=workspaces, workspace=None, page="account", settings_sections=[])
 
 
 @get("/account", include_in_schema=False)
@@ -205,7 +242,8 @@ async def account_page(request: Request) -> Response[Any]:
     if session is None:
         return _login_redirect(request)
     user, workspaces = session
-    return render("account.html", user=user, workspaces=workspaces, workspace=None, page="account", settings_sections=[])
+    idp = runtime_of(request).auth.idp.configured
+    return render("account.html", user=user, workspaces=workspaces, workspace=None, page="account", settings_sections=[], idp=idp)
 
 
 # -- workspace pages --------------------------------------------------------------------------
@@ -280,6 +318,9 @@ ROUTES = [
     home,
     login_page,
     accept_invite_page,
+    forgot_password_page,
+    reset_password_page,
+    verify_email_page,
     account_page,
     workspace_root,
     inbox_page,
