@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
@@ -142,16 +143,29 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(list(values))).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
+_INT64 = 2**63 - 1
+# A cursor's values: instants in RFC 3339 with a zone, ids and sequence numbers that fit a column.
+_CURSOR_KINDS: dict[type, Any] = {
+    str: str,
+    int: Annotated[int, msgspec.Meta(ge=-_INT64, le=_INT64)],
+    datetime: Annotated[datetime, msgspec.Meta(tz=True)],
+}
+_CURSOR_VALUE = str | _CURSOR_KINDS[int]
+
+
+def decode_cursor(cursor: str | None, shape: int | tuple[type, ...]) -> list[Any] | None:
+    """The values of a cursor ``encode_cursor`` wrote: ``shape`` is their types (``str``, ``int``,
+    ``datetime``: decoded to these) or just their count (each a string or an integer). Anything
+    else (not base64 JSON, another length, a value of another type, an instant without a zone, a
+    number no column holds) is a 400: never a 500, never read as something it was not."""
     if not cursor:
         return None
+    kinds = tuple(_CURSOR_KINDS[kind] for kind in shape) if isinstance(shape, tuple) else (_CURSOR_VALUE,) * shape
     try:
-        values = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, msgspec.DecodeError) as exc:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return list(msgspec.json.decode(raw, type=tuple[kinds]))  # type: ignore[valid-type]
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise bad_request("cursor is not valid") from exc
-    if not isinstance(values, list) or len(values) != arity:
-        raise bad_request("cursor is not valid")
-    return values
 
 
 def clamp_limit(limit: int | None, default: int = 50, maximum: int = 200) -> int:
