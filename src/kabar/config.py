@@ -85,6 +85,11 @@ class Settings:
     webhooks_disable_min_attempts: int = 10
     event_retention_days: int = 7
     event_retention_count: int = 100_000
+    # Webhooks no workspace claims (unknown phone_number_id: unauthenticated) are kept at most this
+    # many rows, each body cut to this many bytes, for this many hours (kabar.ingest.service).
+    webhook_quarantine_rows: int = 1000
+    webhook_quarantine_body_bytes: int = 64 * 1024
+    webhook_quarantine_hours: int = 24
     log_level: str = "INFO"
     demo: bool = False  # start the fake WhatsApp provider and simulated customers in-process
     provider_timeout: float = 15.0  # seconds for one call to Kapso/Meta
@@ -175,6 +180,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         webhooks_disable_min_attempts=_int(env, "KABAR_WEBHOOKS_DISABLE_MIN_ATTEMPTS", 10),
         event_retention_days=_int(env, "KABAR_EVENT_RETENTION_DAYS", 7),
         event_retention_count=_int(env, "KABAR_EVENT_RETENTION_COUNT", 100_000),
+        webhook_quarantine_rows=_int(env, "KABAR_WEBHOOK_QUARANTINE_ROWS", 1000),
+        webhook_quarantine_body_bytes=_int(env, "KABAR_WEBHOOK_QUARANTINE_BODY_BYTES", 64 * 1024),
+        webhook_quarantine_hours=_int(env, "KABAR_WEBHOOK_QUARANTINE_HOURS", 24),
         log_level=get("KABAR_LOG_LEVEL", "INFO").upper(),
         demo=_bool(get("KABAR_DEMO")),
         provider_timeout=_float(env, "KABAR_PROVIDER_TIMEOUT", 15.0),

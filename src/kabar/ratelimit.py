@@ -28,6 +28,7 @@ DEFAULT_LIMITS = {
     "login": "10/minute",  # attempts per email address (password guessing against one account)
     "login_address": "60/minute",  # attempts per client address (an office shares one address)
     "send": "20/second",  # outbound messages per workspace (WhatsApp's own pair limits are lower)
+    "webhook_unrouted": "60/minute",  # quarantined webhooks (unknown phone_number_id) per client address
 }
 REDIS_RETRY_SECONDS = 5.0
 

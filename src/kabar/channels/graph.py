@@ -98,8 +98,18 @@ def classify(response: httpx.Response) -> ProviderError:
     return ProviderError(kind, code, title, details, retry_after=retry_after, http_status=status)
 
 
-def _envelope(to: str, type: str) -> dict[str, Any]:
-    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": type}
+def recipient_of(contact: Any) -> dict[str, str]:
+    """Where a send to this contact goes: its phone number (``to``) when known, otherwise its
+    business-scoped user id (``recipient``, accepted by Meta and Kapso since the WhatsApp
+    usernames rollout; when both are sent ``to`` wins, so only one is)."""
+    if contact.phone_e164:
+        return {"to": contact.phone_e164}
+    return {"recipient": contact.whatsapp_user_id}
+
+
+def _envelope(to: str | dict[str, str], type: str) -> dict[str, Any]:
+    address = to if isinstance(to, dict) else {"to": to}
+    return {"messaging_product": "whatsapp", "recipient_type": "individual", **address, "type": type}
 
 
 def _text_part(text: str) -> dict[str, Any]:
@@ -111,12 +121,12 @@ def text_body(to: str, text: str) -> dict[str, Any]:
     return {**_envelope(to, "text"), "text": _text_part(text)}
 
 
-def reaction_body(to: str, target: str, emoji: str) -> dict[str, Any]:
+def reaction_body(to: str | dict[str, str], target: str, emoji: str) -> dict[str, Any]:
     """React to the message with provider id ``target``; an empty emoji removes the reaction."""
     return {**_envelope(to, "reaction"), "reaction": {"message_id": target, "emoji": emoji}}
 
 
-def message_body(message: Any, to: str, *, reply_to: str | None = None, media_ref: dict[str, str] | None = None) -> dict[str, Any]:
+def message_body(message: Any, to: str | dict[str, str], *, reply_to: str | None = None, media_ref: dict[str, str] | None = None) -> dict[str, Any]:
     """The ``POST /{phone_number_id}/messages`` body for a stored outbound message row."""
     body = _envelope(to, message.type)
     if message.type == "text":

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from kabar.channels import outbound, providers
-from kabar.channels.graph import ProviderError, message_body, reaction_body
+from kabar.channels.graph import ProviderError, message_body, reaction_body, recipient_of
 from kabar.db.types import utcnow
 from kabar.ids import new_id
 from kabar.jobs.registry import Job, PermanentFailure, RetryLater, handler
@@ -66,7 +66,7 @@ async def send_message(runtime: Runtime, job: Job) -> None:
             if error.kind == "uncertain":  # an upload that may have worked costs nothing: upload again
                 error.kind = "retry"
             raise
-        body = message_body(message, ctx.contact.phone_e164, reply_to=ctx.reply_to, media_ref=media_ref)
+        body = message_body(message, recipient_of(ctx.contact), reply_to=ctx.reply_to, media_ref=media_ref)
         if not await db.transaction(outbound.mark_in_flight, ws, message_id, job.attempts, provider_media_id):
             return
         result = await client.send(body)
@@ -123,7 +123,7 @@ async def send_reaction(runtime: Runtime, job: Job) -> None:
         error = {"code": "channel_not_configured", "title": "WhatsApp is not connected for this workspace"}
         await db.transaction(outbound.mark_reaction, ws, payload, None, error)
         return
-    body = reaction_body(ctx.contact.phone_e164, ctx.message.provider_message_id, payload["emoji"])
+    body = reaction_body(recipient_of(ctx.contact), ctx.message.provider_message_id, payload["emoji"])
     try:
         result = await providers.client_for(runtime, ctx.channel).send(body)
     except ProviderError as error:

@@ -17,7 +17,7 @@ app.add_typer(webhooks_app, name="webhooks")
 @webhooks_app.command("list")
 def list_receipts(
     failed: bool = typer.Option(False, "--failed", help="Only receipts that could not be applied (failed or unrouted)."),
-    status: str = typer.Option(None, help="applied, ignored, failed, unrouted or routed."),
+    status: str = typer.Option(None, help="applied, ignored, failed, unrouted, truncated or routed."),
     workspace: str = typer.Option(None, help="Only this workspace id."),
     limit: int = typer.Option(50),
 ) -> None:
@@ -62,7 +62,7 @@ def replay(
     results = run_with_runtime(main)
     for receipt_id, outcome in results.items():
         print(f"{receipt_id} {outcome}")
-    bad = sum(1 for outcome in results.values() if outcome in ("failed", "unrouted", "not found"))
+    bad = sum(1 for outcome in results.values() if outcome in ("failed", "unrouted", "truncated", "not found"))
     console.print(f"{len(results)} replayed, {bad} still not applied.")
     if bad:
         raise typer.Exit(1)

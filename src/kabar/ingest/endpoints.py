@@ -13,6 +13,7 @@ from kabar.crypto import constant_time_equals
 from kabar.errors import Problem
 from kabar.http import EncodedJSON, runtime_of
 from kabar.ingest import service
+from kabar.ratelimit import client_address
 
 # Meta payloads can reach 3 MB (wire-formats §3.3); leave room above that.
 WEBHOOK_MAX_BODY = 4 * 1024 * 1024
@@ -21,15 +22,20 @@ WEBHOOK_MAX_BODY = 4 * 1024 * 1024
 @post("/webhooks/kapso", status_code=200, request_max_body_size=WEBHOOK_MAX_BODY, tags=["webhooks"])
 async def kapso_webhook(request: Request) -> EncodedJSON:
     """Kapso v2 events (single or batched) and Kapso-forwarded Meta payloads."""
-    raw = await request.body()
-    return EncodedJSON(msgspec.json.encode(await service.receive(runtime_of(request), "kapso", raw, request.headers)))
+    return await _receive(request, "kapso")
 
 
 @post("/webhooks/meta", status_code=200, request_max_body_size=WEBHOOK_MAX_BODY, tags=["webhooks"])
 async def meta_webhook(request: Request) -> EncodedJSON:
     """Meta WhatsApp Cloud API webhooks (``X-Hub-Signature-256``)."""
+    return await _receive(request, "meta")
+
+
+async def _receive(request: Request, provider: str) -> EncodedJSON:
+    runtime = runtime_of(request)
     raw = await request.body()
-    return EncodedJSON(msgspec.json.encode(await service.receive(runtime_of(request), "meta", raw, request.headers)))
+    source = client_address(request, runtime.settings)
+    return EncodedJSON(msgspec.json.encode(await service.receive(runtime, provider, raw, request.headers, source)))
 
 
 @get("/webhooks/meta", tags=["webhooks"], media_type="text/plain")

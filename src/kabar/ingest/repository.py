@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kabar.db import tables as t
@@ -67,6 +67,20 @@ def insert_receipt(conn: Connection, values: dict[str, Any]) -> str | None:
     """The receipt's id, or None when this (workspace, provider, key) was received before."""
     row = _insert_new(conn, "webhook_receipts", {"id": new_id(), **values})
     return row.id if row is not None else None
+
+
+# The quarantine: receipts no workspace claims (workspace_id ""), i.e. unauthenticated bodies.
+_QUARANTINED = select(func.count()).select_from(R).where(R.c.workspace_id == "")
+
+
+def quarantine_size(conn: Connection) -> int:
+    return conn.execute(_QUARANTINED).scalar_one()
+
+
+def delete_quarantine(conn: Connection, *, before: datetime, batch: int) -> int:
+    """Delete up to ``batch`` quarantined receipts received before ``before``; how many went."""
+    old = select(R.c.id).where(R.c.workspace_id == "", R.c.received_at < before).limit(batch).scalar_subquery()
+    return conn.execute(delete(R).where(R.c.workspace_id == "", R.c.id.in_(old))).rowcount
 
 
 def get_receipt(conn: Connection, receipt_id: str) -> Any:

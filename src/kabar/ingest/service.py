@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -204,6 +205,11 @@ class _Rejected(Exception):
     """The signature does not verify: roll back, answer 401."""
 
 
+class _Unclaimed(Exception):
+    """No workspace has the body's phone_number_id: nothing authenticates it. It goes to the
+    bounded quarantine (``quarantine``), outside this transaction."""
+
+
 @dataclass(slots=True)
 class _Routing:
     """What ``_receive`` learned before it failed (the caller stores failed receipts with it)."""
@@ -220,9 +226,7 @@ def _receive(uow: UnitOfWork, delivery: Delivery, cipher: Any, routing: _Routing
     if (found and not all(delivery.verify(ch) for ch in found.values())) or not delivery.has_signature():
         raise _Rejected
     if not found:
-        log.warning("webhook for unknown phone_number_id(s) %s kept as unrouted", sorted(pnids) or "-")
-        repo.insert_receipt(uow.conn, delivery.receipt_values(UNROUTED, "unrouted", uow.now, "no workspace has this phone_number_id"))
-        return {UNROUTED: "unrouted"}
+        raise _Unclaimed
     routed = route_events(delivery.normalise(), found)
     routing.typing = customer_typing.take(uow.conn, routed.groups)
     outcomes = apply_delivery(uow, delivery, routed.groups)
@@ -243,10 +247,11 @@ def _channels(uow: UnitOfWork, cipher: Any, pnids: set[str]) -> dict[str, channe
     return uow.cache[key]
 
 
-async def receive(runtime: Any, provider: str, raw: bytes, headers: Any) -> dict[str, Any]:
-    """Handle one webhook POST; returns the 200 body, raises 401 (bad signature) or
-    StorageUnavailable (→ 503). Answers only after the webhook's transaction has committed; on
-    SQLite, webhooks arriving together share one transaction (``kabar.ingest.group_commit``)."""
+async def receive(runtime: Any, provider: str, raw: bytes, headers: Any, source: str = "unknown") -> dict[str, Any]:
+    """Handle one webhook POST from the client address ``source``; returns the 200 body, raises
+    401 (bad signature), 429 (quarantine full or too many from ``source``) or StorageUnavailable
+    (→ 503). Answers only after the webhook's transaction has committed; on SQLite, webhooks
+    arriving together share one transaction (``kabar.ingest.group_commit``)."""
     db: Database = runtime.db
     delivery = Delivery(provider, raw, lower_headers(headers), decode(raw))
     routing = _Routing()
@@ -257,14 +262,21 @@ async def receive(runtime: Any, provider: str, raw: bytes, headers: Any) -> dict
             outcomes = await run_transaction(db, _receive, delivery, runtime.cipher, routing)
     except _Rejected:
         metrics.WEBHOOKS_RECEIVED.labels(provider, "unauthorized").inc()
+        log.info("%s webhook with a missing or wrong signature refused (nothing stored)", provider)
         raise invalid_signature() from None
+    except _Unclaimed:
+        await quarantine(runtime, delivery, source, "no workspace has this phone_number_id")
+        return {"status": "unrouted"}
     except StorageUnavailable:
         metrics.WEBHOOKS_RECEIVED.labels(provider, "unavailable").inc()
         raise
     except Exception as exc:  # noqa: BLE001 - never drop a payload: keep it as failed, answer 200
         _name_workspaces(routing)
         log.exception("webhook could not be applied; stored as failed (kabar webhooks replay)")
-        workspaces = sorted({ch.workspace_id for ch in routing.found.values()}) or [UNROUTED]
+        workspaces = sorted({ch.workspace_id for ch in routing.found.values()})
+        if not workspaces:  # failed before anything authenticated it
+            await quarantine(runtime, delivery, source, f"{type(exc).__name__}: {exc}", status="failed")
+            return {"status": "failed"}
         await store_receipts(db, delivery, workspaces, "failed", f"{type(exc).__name__}: {exc}")
         metrics.WEBHOOKS_RECEIVED.labels(provider, "failed").inc()
         return {"status": "failed"}
@@ -272,7 +284,7 @@ async def receive(runtime: Any, provider: str, raw: bytes, headers: Any) -> dict
     for outcome in outcomes.values():
         metrics.WEBHOOKS_RECEIVED.labels(provider, outcome).inc()
     await customer_typing.publish(runtime.hub, routing.typing)
-    return {"status": "unrouted" if UNROUTED in outcomes and len(outcomes) == 1 else "ok"}
+    return {"status": "ok"}
 
 
 def _name_workspaces(routing: _Routing) -> None:
@@ -292,6 +304,64 @@ async def run_transaction(db: Database, fn: Any, *args: Any) -> Any:
                 raise
             await asyncio.sleep(0.005 * 2**attempt * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")
+
+
+async def quarantine(runtime: Any, delivery: Delivery, source: str, reason: str, *, status: str = "unrouted") -> None:
+    """Keep a body no workspace claims, bounded: anyone can send one (there is no secret to check
+    it against), so the quarantine is limited per client address (rate limit
+    ``webhook_unrouted``), in rows (``KABAR_WEBHOOK_QUARANTINE_ROWS``; beyond that nothing more
+    is kept: 429, the provider retries), in bytes per body (``..._BODY_BYTES``; a longer body is
+    cut and marked ``truncated``: it can no longer be verified or replayed) and in time
+    (``..._HOURS``; pruned here and by the housekeeping job). A legitimate webhook that arrived
+    before its channel was configured is replayed from here (``kabar webhooks replay``)."""
+    settings, provider = runtime.settings, delivery.provider
+    try:
+        await runtime.limiter.hit("webhook_unrouted", source)
+    except Problem:
+        metrics.WEBHOOKS_RECEIVED.labels(provider, "quarantine_rate_limited").inc()
+        _QUARANTINE_LOG.warning("unrouted %s webhooks from %s not kept: too many from this address", provider, source)
+        raise
+    limit = settings.webhook_quarantine_body_bytes
+    if len(delivery.raw) > limit:
+        status = "truncated"
+        reason = f"{reason}; body cut from {len(delivery.raw)} to {limit} bytes (cannot be verified or replayed)"
+
+    def _store(uow: UnitOfWork) -> bool:
+        repo.delete_quarantine(uow.conn, before=uow.now - timedelta(hours=settings.webhook_quarantine_hours), batch=1000)
+        if repo.quarantine_size(uow.conn) >= settings.webhook_quarantine_rows:
+            return False
+        repo.insert_receipt(uow.conn, {**delivery.receipt_values(UNROUTED, status, uow.now, reason), "body": delivery.raw[:limit]})
+        return True
+
+    if not await runtime.db.transaction(_store):
+        metrics.WEBHOOKS_RECEIVED.labels(provider, "quarantine_full").inc()
+        _QUARANTINE_LOG.warning("unrouted %s webhooks not kept: the quarantine holds %d", provider, settings.webhook_quarantine_rows)
+        raise Problem(429, "quarantine-full", "Too many unrouted webhooks", "No workspace has this phone_number_id; retry later",
+                      headers={"Retry-After": "3600"})
+    metrics.WEBHOOKS_RECEIVED.labels(provider, status).inc()
+    _QUARANTINE_LOG.warning("%s webhooks for unknown phone_number_id(s) quarantined (latest: %s from %s, %d bytes)", provider,
+                            sorted(delivery.routing()) or "-", source, len(delivery.raw))
+
+
+class _ThrottledLog:
+    """At most one line per message per ``every`` seconds, saying how many were left out: anonymous
+    traffic must not fill the disk through the logs either."""
+
+    def __init__(self, logger: logging.Logger, every: float = 60.0):
+        self.logger, self.every = logger, every
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        at, skipped = self.last.get(message, (-self.every, 0))
+        if now - at < self.every:
+            self.last[message] = (at, skipped + 1)
+            return
+        self.last[message] = (now, 0)
+        self.logger.warning(message + (f" (and {skipped} more like it)" if skipped else ""), *args)
+
+
+_QUARANTINE_LOG = _ThrottledLog(log)
 
 
 async def store_receipts(db: Database, delivery: Delivery, workspace_ids: list[str], status: str, error: str) -> None:
@@ -823,6 +893,9 @@ class Applier:
                 row = repo.update_contact(conn, ws, contact_id, {**changes, "updated_at": self.now})
             if at is not None:
                 row = repo.touch_contact(conn, ws, contact_id, at=at, now=self.now)
+                # The contact panel shows first contact, last interaction and "returning": tell it.
+                if (row.first_contact_at, row.last_interaction_at) != (current.first_contact_at, current.last_interaction_at):
+                    self.changed_contacts.add(contact_id)
             elif not changes:
                 continue
             self._remember_contact(row)
@@ -867,6 +940,8 @@ async def replay(runtime: Any, receipt_id: str) -> str:
     row = await db.read(repo.get_receipt, receipt_id)
     if row is None:
         raise LookupError(f"no receipt {receipt_id}")
+    if row.status == "truncated":
+        return "truncated"  # only part of the body was kept (``quarantine``): nothing to verify or apply
     delivery = Delivery(row.provider, bytes(row.body), dict(row.headers or {}), decode(bytes(row.body)), row.received_at)
     pnids = delivery.routing()
     found = await db.read(channels.load_by_phone_number_ids, runtime.cipher, pnids) if pnids else {}

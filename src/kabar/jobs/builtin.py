@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from kabar.db.uow import UnitOfWork
 from kabar.idempotency import delete_expired_keys
+from kabar.ingest.repository import delete_quarantine
 from kabar.jobs import repository as repo
 from kabar.jobs.periodic import schedule_periodic
 from kabar.jobs.registry import Job, PermanentFailure, RetryLater, handler
@@ -29,7 +30,8 @@ CLEANUP_BATCH = 5000  # rows per transaction: short write locks even with a larg
 
 @handler(HOUSEKEEPING)
 async def housekeeping(runtime: Runtime, job: Job) -> None:
-    """Delete finished jobs and used idempotency keys past retention, in batches; queue the next run."""
+    """Delete finished jobs, used idempotency keys and quarantined webhooks past retention, in batches;
+    queue the next run."""
 
     def _jobs(uow: UnitOfWork) -> int:
         return repo.delete_finished(
@@ -39,7 +41,12 @@ async def housekeeping(runtime: Runtime, job: Job) -> None:
     def _keys(uow: UnitOfWork) -> int:
         return delete_expired_keys(uow.conn, before=uow.now - KEEP_IDEMPOTENCY_KEYS, batch=CLEANUP_BATCH)
 
-    for step in (_jobs, _keys):
+    def _quarantine(uow: UnitOfWork) -> int:
+        # Webhooks no workspace claimed (kabar.ingest.service.quarantine) are kept only briefly.
+        before = uow.now - timedelta(hours=runtime.settings.webhook_quarantine_hours)
+        return delete_quarantine(uow.conn, before=before, batch=CLEANUP_BATCH)
+
+    for step in (_jobs, _keys, _quarantine):
         while await runtime.db.transaction(step) == CLEANUP_BATCH:
             pass
     if not job.payload.get("once"):

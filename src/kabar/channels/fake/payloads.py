@@ -24,14 +24,23 @@ def new_wamid() -> str:
     return "wamid.HBgN" + secrets.token_urlsafe(24).replace("-", "A").replace("_", "B")
 
 
-def _conversation(pnid: str, phone: str, name: str | None = None) -> dict[str, Any]:
+def _conversation(
+    pnid: str, phone: str | None, name: str | None = None, user_id: str | None = None, username: str | None = None
+) -> dict[str, Any]:
+    """Kapso's conversation object; a customer known only by business-scoped user id has no
+    ``phone_number`` (Kapso: do not assume it is there)."""
     conversation: dict[str, Any] = {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{pnid}/{phone}")),
-        "phone_number": phone if phone.startswith("+") else "+" + phone,
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{pnid}/{phone or user_id}")),
         "status": "active",
         "metadata": {},
         "phone_number_id": pnid,
     }
+    if phone:
+        conversation["phone_number"] = phone if phone.startswith("+") else "+" + phone
+    if user_id:
+        conversation["business_scoped_user_id"] = user_id
+    if username:
+        conversation["username"] = username
     if name:
         conversation["kapso"] = {"contact_name": name}
     return conversation
@@ -40,7 +49,7 @@ def _conversation(pnid: str, phone: str, name: str | None = None) -> dict[str, A
 def kapso_received(
     *,
     pnid: str,
-    phone: str,
+    phone: str | None,
     text: str | None = None,
     wamid: str | None = None,
     name: str | None = None,
@@ -48,18 +57,25 @@ def kapso_received(
     message: dict[str, Any] | None = None,
     origin: str = "cloud_api",
     is_new: bool = False,
+    user_id: str | None = None,
+    username: str | None = None,
 ) -> dict[str, Any]:
-    """``whatsapp.message.received``: a text, or any Meta-shaped ``message`` given."""
+    """``whatsapp.message.received``: a text, or any Meta-shaped ``message`` given. ``phone=None``
+    with a ``user_id``: a customer who uses a WhatsApp username and hides their number."""
     body = dict(message or {"type": "text", "text": {"body": text or ""}})
     body.setdefault("id", wamid or new_wamid())
     body.setdefault("timestamp", str(ts or int(time.time())))
-    body.setdefault("from", phone.lstrip("+"))
+    if phone:
+        body.setdefault("from", phone.lstrip("+"))
+    if user_id:
+        body.setdefault("from_user_id", user_id)
     kapso = {"direction": "inbound", "status": "received", "processing_status": "pending", "origin": origin,
              "has_media": body["type"] in ("image", "video", "audio", "document", "sticker")}
     if body["type"] == "text":
         kapso["content"] = body["text"]["body"]
     body["kapso"] = {**kapso, **body.get("kapso", {})}
-    return {"message": body, "conversation": _conversation(pnid, phone, name), "is_new_conversation": is_new, "phone_number_id": pnid}
+    conversation = _conversation(pnid, phone, name, user_id, username)
+    return {"message": body, "conversation": conversation, "is_new_conversation": is_new, "phone_number_id": pnid}
 
 
 def fake_typing(*, pnid: str, phone: str, state: str = "typing") -> dict[str, Any]:
@@ -69,9 +85,12 @@ def fake_typing(*, pnid: str, phone: str, state: str = "typing") -> dict[str, An
 
 
 def meta_status(wamid: str, status: str, phone: str, ts: int | None = None, *, callback: str | None = None,
-                error: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One raw Meta status object (what Kapso keeps in ``message.kapso.statuses``)."""
+                error: dict[str, Any] | None = None, user_id: str | None = None) -> dict[str, Any]:
+    """One raw Meta status object (what Kapso keeps in ``message.kapso.statuses``); a send to a
+    business-scoped user id has an empty ``recipient_id`` and a ``recipient_user_id``."""
     out: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(ts or int(time.time())), "recipient_id": phone.lstrip("+")}
+    if user_id:
+        out["recipient_user_id"] = user_id
     if callback:
         out["biz_opaque_callback_data"] = callback
     if error:
@@ -87,14 +106,16 @@ def kapso_outbound(
     statuses: list[dict[str, Any]],
     message: dict[str, Any] | None = None,
     origin: str = "cloud_api",
+    user_id: str | None = None,
 ) -> dict[str, Any]:
     """``whatsapp.message.sent|delivered|read|failed`` for an outbound message (status history oldest first)."""
     body = dict(message or {"type": "text", "text": {"body": ""}})
     body.update(id=wamid, timestamp=statuses[0]["timestamp"] if statuses else str(int(time.time())))
-    body.setdefault("to", phone.lstrip("+"))
+    if phone:
+        body.setdefault("to", phone.lstrip("+"))
     body["kapso"] = {"direction": "outbound", "status": statuses[-1]["status"] if statuses else "sent",
                      "processing_status": "completed", "origin": origin, "has_media": False, "statuses": statuses}
-    return {"message": body, "conversation": _conversation(pnid, phone), "is_new_conversation": False, "phone_number_id": pnid}
+    return {"message": body, "conversation": _conversation(pnid, phone, user_id=user_id), "is_new_conversation": False, "phone_number_id": pnid}
 
 
 def kapso_batch(items: list[dict[str, Any]], event: str = "whatsapp.message.received") -> dict[str, Any]:

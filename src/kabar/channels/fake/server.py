@@ -113,12 +113,16 @@ class FakeProvider:
                 code = int(failure.get("code", 131000 if status >= 500 else 100))
                 return _graph_error(status, code, failure.get("title"), failure.get("details"))
             wamid = p.new_wamid()
-            to = str(body.get("to", ""))
-            state.messages.append({"at": time.time(), "id": wamid, "phone_number_id": pnid, "to": to, "body": body})
+            # ``to`` is a phone number; ``recipient`` a business-scoped user id (``to`` wins).
+            to, recipient = str(body.get("to") or ""), str(body.get("recipient") or "")
+            if not to and not recipient:
+                return _graph_error(400, 100, "Invalid parameter", "Either to or recipient is required")
+            state.messages.append({"at": time.time(), "id": wamid, "phone_number_id": pnid, "to": to, "recipient": "" if to else recipient, "body": body})
             fake._spawn(fake._report(pnid, wamid, to, body, failure.get("fail_after_accept")))
             if failure.get("timeout"):
                 await asyncio.sleep(float(failure["timeout"]))  # accepted, but the answer comes too late
-            return Response({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to.lstrip("+")}], "messages": [{"id": wamid}]})
+            contact = {"input": to, "wa_id": to.lstrip("+")} if to else {"input": recipient, "wa_id": "", "user_id": recipient}
+            return Response({"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]})
 
         @post(PROXY + "/{pnid:str}/media", status_code=200)
         async def upload(request: Request, pnid: FromPath[str]) -> Response:
@@ -214,8 +218,9 @@ class FakeProvider:
                 code = int((fail or {}).get("code", 131026))
                 error = {"code": code, "title": ERROR_TITLES.get(code, "Error"), "message": ERROR_TITLES.get(code, "Error"),
                          "error_data": {"details": (fail or {}).get("details") or ERROR_TITLES.get(code, "Error")}}
-            history.append(p.meta_status(wamid, status, to, callback=callback, error=error))
-            doc = p.kapso_outbound(pnid=pnid, phone=to, wamid=wamid, statuses=list(history), message=message)
+            user_id = None if to else body.get("recipient")
+            history.append(p.meta_status(wamid, status, to, callback=callback, error=error, user_id=user_id))
+            doc = p.kapso_outbound(pnid=pnid, phone=to, wamid=wamid, statuses=list(history), message=message, user_id=user_id)
             await self.post_webhook(pnid, doc, f"whatsapp.message.{status}")
 
     async def post_webhook(self, pnid: str, doc: dict[str, Any], event: str, *, batch: int | None = None) -> int | None:

@@ -2,7 +2,7 @@
 // and tasks, history, merge. Built from the <template id="contact-panel-template"> markup.
 import { api, ApiError, wsBase } from './api.js';
 import {
-  $, busy, clear, displayName, formatFull, h, localInputToIso, notOlder, setField, toast,
+  $, busy, clear, contactAddress, displayName, formatFull, h, localInputToIso, notOlder, setField, toast,
 } from './dom.js';
 import { fillMemberSelects, memberName, workspace } from './shell.js';
 
@@ -108,7 +108,7 @@ export class ContactPanel {
     this.dirty = false;
     const root = this.root;
     setField(root, 'title', displayName(contact));
-    setField(root, 'phone', contact.phone);
+    setField(root, 'phone', contactAddress(contact));
     setField(root, 'since', contact.first_contact_at ? `first contact ${formatFull(contact.first_contact_at)}` : `added ${formatFull(contact.created_at)}`);
     const f = this.form.elements;
     f.name.value = contact.name || '';
@@ -166,7 +166,7 @@ export class ContactPanel {
     ];
     clear(dl);
     for (const [k, v] of rows) dl.append(h('dt', { text: k }), h('dd', { text: v }));
-    if (this.conversationId) return; // the thread is right beside the panel
+    if (this.conversationId || !c.phone) return; // the thread is right beside the panel; by-phone needs a phone
     // Outside the inbox: the latest messages, and a way into the chat.
     const box = dl.parentElement;
     box.querySelector('.recent')?.remove();
@@ -302,7 +302,7 @@ export class ContactPanel {
       if (!found.length) list.append(h('li', { class: 'muted small', text: 'No other contact matches.' }));
       for (const other of found) {
         list.append(h('li', {},
-          h('span', {}, h('strong', { text: displayName(other) }), ' ', h('span', { class: 'muted small', text: other.phone })),
+          h('span', {}, h('strong', { text: displayName(other) }), ' ', h('span', { class: 'muted small', text: contactAddress(other) })),
           h('button', { type: 'button', class: 'btn btn-small', text: 'Merge into this', onclick: () => this.merge(other) })));
       }
     } catch (err) {
@@ -311,7 +311,7 @@ export class ContactPanel {
   }
 
   async merge(other) {
-    const message = `Merge “${displayName(other)}” (${other.phone}) into “${displayName(this.contact)}”? `
+    const message = `Merge “${displayName(other)}” (${contactAddress(other)}) into “${displayName(this.contact)}”? `
       + `${displayName(other)} will be deleted; its conversation and notes move here.`;
     if (!window.confirm(message)) return;
     try {

@@ -1,7 +1,7 @@
 // Contacts: searchable, filterable table with the contact drawer; new contact; CSV import preview
 // and commit (the import page). Export is a plain link to the CSV endpoint.
 import { api, wsBase } from './api.js';
-import { $, busy, clear, displayName, formatShort, h, LEAD_LABELS, toast } from './dom.js';
+import { $, busy, clear, contactAddress, displayName, formatShort, h, LEAD_LABELS, toast } from './dom.js';
 import { ContactPanel } from './contact-panel.js';
 import { fillMemberSelects, me, workspace } from './shell.js';
 
@@ -61,7 +61,7 @@ function contactsPage() {
 
   function row(contact) {
     const open = h('button', {
-      type: 'button', class: 'row-link', text: displayName(contact) || contact.phone,
+      type: 'button', class: 'row-link', text: displayName(contact),
       onclick: (event) => {
         lastOpener = event.currentTarget;
         panel.show(contact.id);
@@ -69,7 +69,7 @@ function contactsPage() {
     });
     return h('tr', { dataset: { id: contact.id } },
       h('td', {}, open),
-      h('td', { text: contact.phone }),
+      h('td', { text: contactAddress(contact) }),
       h('td', { class: 'hide-narrow', text: contact.email || '' }),
       h('td', {}, h('span', { class: `pill pill-${contact.lead_status}`, text: LEAD_LABELS[contact.lead_status] || contact.lead_status })),
       h('td', { class: 'hide-narrow', text: String(contact.lead_score) }),

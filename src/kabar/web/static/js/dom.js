@@ -175,7 +175,19 @@ export const LEAD_LABELS = {
 
 export function displayName(contact) {
   if (!contact) return '';
-  return contact.name || contact.profile_name || contact.phone || '';
+  return contact.name || contact.profile_name || handle(contact) || contact.phone || '';
+}
+
+// The customer's WhatsApp @username ('' when they have none).
+export function handle(contact) {
+  return contact && contact.username ? `@${contact.username}` : '';
+}
+
+// How to reach the customer, as shown next to their name: phone and/or @username (a customer who
+// uses a WhatsApp username may hide their number).
+export function contactAddress(contact) {
+  if (!contact) return '';
+  return [contact.phone, handle(contact)].filter(Boolean).join(' · ');
 }
 
 export function initials(contact) {
