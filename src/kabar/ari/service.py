@@ -887,7 +887,7 @@ def _update_contact(uow: UnitOfWork, loaded: Loaded, decision: Decision) -> Any:
         return row
     if "name" in values or "email" in values:
         merged = {**row._asdict(), **values}
-        values["search_text"] = search_text_for(name=merged["name"], profile_name=merged["profile_name"], email=merged["email"], phone_e164=merged["phone_e164"])
+        values["search_text"] = search_text_for(name=merged["name"], profile_name=merged["profile_name"], email=merged["email"], phone_e164=merged["phone_e164"], username=merged.get("username"))
     values["updated_at"] = uow.now
     contacts_repo.update_contact(uow.conn, loaded.workspace_id, loaded.contact_id, values)
     row = repo.get_contact(uow.conn, loaded.workspace_id, loaded.contact_id)
