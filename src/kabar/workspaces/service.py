@@ -14,7 +14,6 @@ from kabar.auth import repository as auth_repo
 from kabar.auth import service as auth_service
 from kabar.auth.cache import credentials_changed
 from kabar.auth.scope import Scope
-from kabar.crypto import constant_time_equals
 from kabar.db import tables as t
 from kabar.db.uow import UnitOfWork
 from kabar.errors import Problem, conflict, forbidden, invalid, not_found
@@ -272,9 +271,8 @@ def accept_invitation(
     - An account exists: only that account, signed in, may accept (no password in the body);
       it only gains the membership. Nobody gets a credential to an account they do not hold.
     """
-    invitation_id, _, secret = data.token.partition(".")
-    row = uow.conn.execute(select(t.invitations).where(t.invitations.c.id == invitation_id)).first() if secret else None
-    if row is None or not constant_time_equals(row.secret_hash, token_hash(secret)):
+    row = _invitation_by_token(uow.conn, data.token)
+    if row is None:
         raise not_found("Invitation")
     if row.status != "pending" or row.expires_at < uow.now:
         raise Problem(410, "invitation-expired", "Invitation no longer valid", f"This invitation is {row.status if row.status != 'pending' else 'expired'}")
@@ -315,12 +313,22 @@ def accept_invitation(
     return result
 
 
+def _invitation_by_token(conn: Connection, token: str) -> Any:
+    """The invitation a ``<id>.<secret>`` token names (the emailed link is what names the
+    workspace), or None. The secret is random, so matching its hash in SQL leaks nothing."""
+    invitation_id, _, secret = token.partition(".")
+    if not secret:
+        return None
+    return conn.execute(
+        select(t.invitations).where(t.invitations.c.id == invitation_id, t.invitations.c.secret_hash == token_hash(secret))
+    ).first()
+
+
 def invitation_preview(conn: Connection, token: str) -> dict[str, Any] | None:
     """For the accept page (the holder of the token reads the invited mailbox): the workspace,
     the address, and whether it has an account already. None for a wrong or used token."""
-    invitation_id, _, secret = token.partition(".")
-    row = conn.execute(select(t.invitations).where(t.invitations.c.id == invitation_id)).first() if secret else None
-    if row is None or not constant_time_equals(row.secret_hash, token_hash(secret)):
+    row = _invitation_by_token(conn, token)
+    if row is None:
         return None
     from kabar.db.types import utcnow
 
