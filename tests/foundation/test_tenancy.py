@@ -19,6 +19,8 @@ import json
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime
 from typing import Any
@@ -230,17 +232,29 @@ def _websocket_scope(path: str, headers: dict[str, str]) -> dict[str, Any]:
     }
 
 
-async def websocket_outcome(app: Any, path: str, headers: dict[str, str]) -> tuple[str, Any]:
-    """Open a WebSocket on the raw ASGI app. Returns ("denied", status|close code) when the server
-    refused (before accepting, or by an error frame and a close), or ("open", first data frame)."""
-    scope = _websocket_scope(path, headers)
+@asynccontextmanager
+async def subscribed_socket(app: Any, path: str, headers: dict[str, str]) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    """A WebSocket on the raw ASGI app that has sent ``subscribe`` from seq 0; yields the queue of
+    the server's ASGI messages, and disconnects at the end."""
     incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await incoming.put({"type": "websocket.connect"})
     await incoming.put({"type": "websocket.receive", "text": json.dumps({"op": "subscribe", "since": 0})})
-    task = asyncio.create_task(app(scope, incoming.get, outgoing.put))
-    outcome: tuple[str, Any] = ("open", None)
+    task = asyncio.create_task(app(_websocket_scope(path, headers), incoming.get, outgoing.put))
     try:
+        yield outgoing
+    finally:
+        await incoming.put({"type": "websocket.disconnect", "code": 1000})
+        try:
+            await asyncio.wait_for(task, timeout=5)
+        except (TimeoutError, Exception):  # noqa: BLE001 - the app's own handling of a vanished peer
+            task.cancel()
+
+
+async def websocket_outcome(app: Any, path: str, headers: dict[str, str]) -> tuple[str, Any]:
+    """Open a WebSocket on the raw ASGI app. Returns ("denied", status|close code) when the server
+    refused (before accepting, or by an error frame and a close), or ("open", first data frame)."""
+    async with subscribed_socket(app, path, headers) as outgoing:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             message = await asyncio.wait_for(outgoing.get(), timeout=deadline - time.monotonic())
@@ -253,13 +267,7 @@ async def websocket_outcome(app: Any, path: str, headers: dict[str, str]) -> tup
                 data = json.loads(message.get("text") or message.get("bytes") or "{}")
                 if data.get("op") != "error":
                     return ("open", data)
-        return outcome
-    finally:
-        await incoming.put({"type": "websocket.disconnect", "code": 1000})
-        try:
-            await asyncio.wait_for(task, timeout=5)
-        except (TimeoutError, Exception):  # noqa: BLE001 - the app's own handling of a vanished peer
-            task.cancel()
+        return ("open", None)
 
 
 async def callers_of(client: Any, tenant: Tenant) -> dict[str, dict[str, str]]:
@@ -394,29 +402,17 @@ async def test_no_workspace_table_is_read_without_scope_in_me(client, two_tenant
 
 async def websocket_replay(app: Any, path: str, headers: dict[str, str], done: Any) -> list[dict[str, Any]]:
     """Subscribe from seq 0 on the raw ASGI app; every frame until ``done(frames)`` (or a refusal)."""
-    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    await incoming.put({"type": "websocket.connect"})
-    await incoming.put({"type": "websocket.receive", "text": json.dumps({"op": "subscribe", "since": 0})})
-    task = asyncio.create_task(app(_websocket_scope(path, headers), incoming.get, outgoing.put))
     frames: list[dict[str, Any]] = []
-    try:
+    async with subscribed_socket(app, path, headers) as outgoing:
         while True:
             message = await asyncio.wait_for(outgoing.get(), timeout=10)
             if message["type"] in ("websocket.close", "websocket.http.response.start"):
                 return frames
             if message["type"] != "websocket.send":
                 continue
-            frame = json.loads(message.get("text") or message.get("bytes") or "{}")
-            frames.append(frame)
-            if frame.get("op") == "error" or done(frames):
+            frames.append(json.loads(message.get("text") or message.get("bytes") or "{}"))
+            if frames[-1].get("op") == "error" or done(frames):
                 return frames
-    finally:
-        await incoming.put({"type": "websocket.disconnect", "code": 1000})
-        try:
-            await asyncio.wait_for(task, timeout=5)
-        except (TimeoutError, Exception):  # noqa: BLE001 - the app's own handling of a vanished peer
-            task.cancel()
 
 
 async def test_no_event_of_another_workspace_reaches_any_feed(client, two_tenants):
