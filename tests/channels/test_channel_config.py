@@ -97,11 +97,11 @@ async def test_only_owner_and_admin(client, tenant, other_tenant):
     assert_problem(await client.get(f"{tenant.base}/channel"), 401)
 
 
-def test_base_url_must_be_public_https_unless_private_addresses_are_allowed(settings):
+async def test_base_url_must_be_public_https_unless_private_addresses_are_allowed(settings):
     strict = replace(settings, webhooks_allow_private=False, demo=False)
-    assert service._check_base_url("https://api.kapso.ai/meta/whatsapp/v24.0/", strict) == "https://api.kapso.ai/meta/whatsapp/v24.0"
-    for url in ("http://api.kapso.ai/x", "https://127.0.0.1/x", "https://10.0.0.5/x", "https://localhost:8000/x", "https://[::1]/x"):
+    assert await service.check_base_url("https://93.184.215.14/meta/whatsapp/v24.0/", strict) == "https://93.184.215.14/meta/whatsapp/v24.0"
+    for url in ("http://93.184.215.14/x", "https://127.0.0.1/x", "https://10.0.0.5/x", "https://localhost:8000/x", "https://[::1]/x"):
         with pytest.raises(Exception) as raised:
-            service._check_base_url(url, strict)
+            await service.check_base_url(url, strict)
         assert getattr(raised.value, "status", None) == 422, url
-    assert service._check_base_url("http://127.0.0.1:8090/x", replace(settings, webhooks_allow_private=True)) == "http://127.0.0.1:8090/x"
+    assert await service.check_base_url("http://127.0.0.1:8090/x", replace(settings, webhooks_allow_private=True)) == "http://127.0.0.1:8090/x"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kabar import egress
 from kabar.integrations import delivery
 from tests.conftest import app_client
 from tests.helpers import assert_problem, make_tenant
@@ -162,7 +163,7 @@ async def test_hostname_resolving_to_private_is_refused(strict_client, monkeypat
     async def fake_resolve(host: str, port: int) -> list[str]:
         return {"intranet.example.test": ["93.184.215.14", "10.0.0.7"], "hooks.example.test": ["93.184.215.14"]}[host]
 
-    monkeypatch.setattr(delivery, "resolve", fake_resolve)
+    monkeypatch.setattr(egress, "resolve", fake_resolve)
     tenant = await make_tenant(strict_client)
     base, headers = f"{tenant.base}/webhooks", tenant.owner.headers
     refused = await strict_client.post(base, json={"url": "https://intranet.example.test/h", "events": ["*"]}, headers=headers)
@@ -185,9 +186,9 @@ async def test_dns_rebinding_is_refused_at_delivery(receiver, monkeypatch):
     async def rebound(host: str, port: int) -> list[str]:
         return ["127.0.0.1"]
 
-    monkeypatch.setattr(delivery, "resolve", rebound)
+    monkeypatch.setattr(egress, "resolve", rebound)
     port = receiver.url.split(":")[2].split("/")[0]
-    async with delivery.new_client() as http:
+    async with egress.client(allow_private=False) as http:
         attempt = await delivery.post(
             http,
             f"http://hooks.example.test:{port}/hook",
@@ -196,21 +197,9 @@ async def test_dns_rebinding_is_refused_at_delivery(receiver, monkeypatch):
             delivery_id="d1",
             body=b"{}",
             timeout=5,
-            allow_private=False,
         )
     assert not attempt.ok and attempt.status_code is None and "refused" in attempt.error
     assert receiver.snapshot() == []
-
-
-async def test_delivery_connects_to_the_checked_address(monkeypatch):
-    async def public(host: str, port: int) -> list[str]:
-        return ["93.184.215.14"]
-
-    monkeypatch.setattr(delivery, "resolve", public)
-    target = await delivery.target_for("https://hooks.example.test:8443/in?x=1", allow_private=False)
-    assert target.url == "https://93.184.215.14:8443/in?x=1"
-    assert target.headers == {"Host": "hooks.example.test:8443"}
-    assert target.extensions == {"sni_hostname": "hooks.example.test"}
 
 
 @pytest.mark.parametrize(
@@ -231,4 +220,4 @@ async def test_delivery_connects_to_the_checked_address(monkeypatch):
     ],
 )
 def test_address_policy(address, allowed):
-    assert delivery.address_allowed(address) is allowed
+    assert egress.address_allowed(address) is allowed

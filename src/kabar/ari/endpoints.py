@@ -11,7 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from kabar.ari import schemas as s
-from kabar.ari import service
+from kabar.ari import llm, service
 from kabar.ari.hooks import register  # noqa: F401 - the inbound trigger, in every server process
 from kabar.auth.scope import Scope
 from kabar.jobs.periodic import start_periodic
@@ -45,6 +45,9 @@ class AriController(Controller):
     @put("/config")
     async def put_config(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.ConfigIn]) -> s.ConfigOut:
         runtime = runtime_of(request)
+        if data.llm:  # the model endpoints: checked (DNS included) before the transaction opens
+            ctx.require("ari.manage")
+            await llm.check_base_urls(data.llm, runtime.settings)
         return await runtime.db.transaction(service.put_config, ctx, data, runtime.cipher)
 
     @get("/scoring")

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from prometheus_client import Histogram
 
+from kabar import egress
 from kabar.ari.extract import COUNTRIES, DOCUMENTS, EMAIL_VALID, FIELDS, Extraction, detect_country
 from kabar.observability.metrics import REGISTRY
 
@@ -103,6 +104,24 @@ def choose_target(llm: dict[str, Any], keys: dict[str, str], contact_id: str) ->
     )
 
 
+async def check_base_urls(llm: Any, settings: Any) -> None:
+    """The save-time check of the model endpoints (given, or the provider's default), the same
+    egress rules every call goes through; 422 naming the field."""
+    from kabar.errors import invalid
+
+    variants = [("llm.base_url", llm)]
+    if getattr(llm, "alternate", None) is not None:
+        variants.append(("llm.alternate.base_url", llm.alternate))
+    for name, variant in variants:
+        url = variant.base_url or DEFAULT_BASE_URLS.get(variant.provider)
+        if not url:
+            continue  # "custom" without a URL: the config check says it is required
+        try:
+            await egress.validate_url(url, allow_private=egress.private_allowed(settings))
+        except egress.EgressRefused as exc:
+            raise invalid(name, str(exc) if variant.base_url else f"the {variant.provider} default ({url}) {exc}") from None
+
+
 _RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
@@ -125,7 +144,7 @@ async def chat(
         body["response_format"] = {"type": "json_object"}
     headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
     own = client is None
-    client = client or httpx.AsyncClient()
+    client = client or egress.client(allow_private=False)  # callers pass one that knows the settings
     started = time.perf_counter()
     last_error = "no attempt"
     outcome = "error"
@@ -135,6 +154,8 @@ async def chat(
                 await asyncio.sleep(min(2.0, 0.25 * 2**attempt))
             try:
                 response = await client.post(target.url, json=body, headers=headers, timeout=target.timeout)
+            except egress.EgressRefused as exc:  # the same answer on every attempt: do not retry
+                raise LlmError(f"base_url refused: {exc}") from None
             except httpx.TimeoutException:
                 last_error = f"timeout after {target.timeout}s"
                 continue

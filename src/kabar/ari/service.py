@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from msgspec import UNSET
 from sqlalchemy import Connection, select
 
-from kabar import events
+from kabar import egress, events
 from kabar.ari import llm, prompt, rules
 from kabar.ari import repository as repo
 from kabar.ari import schemas as s
@@ -960,7 +960,11 @@ async def process_turn(runtime: Any, workspace_id: str, conversation_id: str, me
     if loaded is None:
         return False
     inp = turn_input(loaded, now)
-    result = await run_llm(loaded, inp, client=client)
+    if client is None and loaded.target is not None:  # the model is called through the egress guard
+        async with egress.client(allow_private=egress.private_allowed(runtime.settings)) as guarded:
+            result = await run_llm(loaded, inp, client=guarded)
+    else:
+        result = await run_llm(loaded, inp, client=client)
     applied = await runtime.db.transaction(apply_turn, loaded, inp, result)
     handoff = result.decision.handoff
     TURNS.labels("superseded" if not applied else "fallback" if result.errors else "handoff" if handoff else "replied").inc()

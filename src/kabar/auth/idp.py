@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import jwt
 
+from kabar import egress
 from kabar.config import Settings
 
 JWKS_TTL_SECONDS = 300
@@ -54,7 +55,7 @@ class IdentityProvider:
             self._attempted_at = time.monotonic()
             assert self.settings.jwt_jwks_url
             try:
-                async with httpx.AsyncClient(timeout=5) as client:
+                async with egress.client(allow_private=egress.private_allowed(self.settings), timeout=5) as client:  # the egress guard
                     response = await client.get(self.settings.jwt_jwks_url)
                     response.raise_for_status()
                     document = response.json()

@@ -19,7 +19,7 @@ from kabar.auth.scope import Scope
 from kabar.channels import providers
 from kabar.channels import schemas as s
 from kabar.channels import service
-from kabar.channels.graph import ProviderError, text_body
+from kabar.channels.graph import REFUSED, ProviderError, text_body
 from kabar.db.uow import UnitOfWork
 from kabar.errors import Problem, invalid
 from kabar.events import MESSAGE_UPDATED, payload
@@ -49,6 +49,8 @@ def provider_problem(error: ProviderError) -> Problem:
     if error.http_status is not None:
         provider_error["http_status"] = error.http_status
     extra = {"provider_error": provider_error}
+    if error.code == REFUSED:  # the saved API base is refused by the egress guard now
+        return invalid("api_base_url", f"is not allowed: {error.title}")
     if error.kind == "uncertain":
         return Problem(504, "provider-timeout", "No answer from the WhatsApp provider",
                        "The provider did not answer in time; the message may still arrive.", extra=extra)

@@ -33,6 +33,9 @@ class ChannelController(Controller):
     @put("/")
     async def replace(self, request: Request, ctx: NamedDependency[Scope], data: JSONBody[s.ChannelIn]) -> s.ChannelOut:
         runtime = runtime_of(request)
+        if data.api_base_url:  # where the host resolves to is checked before the transaction opens
+            ctx.require("channel.manage")
+            await service.check_base_url(data.api_base_url, runtime.settings)
         try:
             return await runtime.db.transaction(service.put_channel, ctx, data, runtime.cipher, runtime.settings)
         except IntegrityError as exc:  # a concurrent PUT from another workspace took the number first

@@ -14,7 +14,7 @@ Errors are classified for the sender (wire-formats §2.4, §4.4):
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -22,11 +22,13 @@ from typing import Any
 
 import httpx
 
+from kabar import egress
 from kabar.db.types import utcnow
 
 THROTTLED = frozenset({4, 80007, 130429, 131048, 131056})
 TRANSIENT = frozenset({1, 2, 131000, 131016, 131057, 133004})
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+REFUSED = "url_refused"  # the code of a ProviderError for a URL the egress guard refused
 _CODE_PREFIX = re.compile(r"^\(#\d+\)\s*")
 
 
@@ -157,21 +159,30 @@ def message_body(message: Any, to: str | dict[str, str], *, reply_to: str | None
 
 
 class GraphClient:
+    """Calls to one channel's provider through an ``egress.client``. The credentials (``headers``)
+    go to the API base and, for media downloads, only to a URL ``trusted`` accepts (the
+    provider's own hosts, ``kabar.channels.providers``)."""
+
     def __init__(self, http: httpx.AsyncClient, base_url: str, headers: dict[str, str], phone_number_id: str, *,
-                 timeout: float, media_query: dict[str, str] | None = None):
+                 timeout: float, media_query: dict[str, str] | None = None,
+                 trusted: Callable[[httpx.URL], bool] = lambda _: False):
         self.http = http
         self.base = base_url.rstrip("/")
         self.headers = headers
         self.phone_number_id = phone_number_id
         self.timeout = timeout
         self.media_query = media_query or {}
+        self.trusted = trusted
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response = await self.http.request(method, url, headers=self.headers, timeout=self.timeout, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout, httpx.WriteError) as exc:
+        except (egress.EgressRefused, httpx.InvalidURL) as exc:
+            raise refused(exc) from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout, httpx.WriteError,
+                httpx.UnsupportedProtocol) as exc:
             # The request never reached the provider whole: nothing can have been accepted.
-            raise ProviderError("retry", "network", f"could not reach the provider ({type(exc).__name__})") from exc
+            raise ProviderError("retry", "network", f"could not reach the provider ({type(exc).__name__}: {exc})"[:300]) from exc
         except httpx.TransportError as exc:
             # Sent, but the answer was lost (read timeout, reset): the provider may have accepted it.
             raise ProviderError("uncertain", "no_response", f"no response from the provider ({type(exc).__name__})") from exc
@@ -217,11 +228,21 @@ class GraphClient:
 
     @asynccontextmanager
     async def download(self, url: str) -> AsyncIterator[httpx.Response]:
+        """GET a media file, following redirects hop by hop through the guard; the credentials go
+        only to the provider's own hosts."""
         try:
-            async with self.http.stream("GET", url, headers=self.headers, timeout=self.timeout, follow_redirects=True) as response:
+            async with egress.stream_get(self.http, url, credentials=self.headers, trusted=self.trusted, timeout=self.timeout) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise classify(response)
                 yield response
+        except (egress.EgressRefused, httpx.InvalidURL) as exc:
+            raise refused(exc) from exc
         except httpx.TransportError as exc:
             raise ProviderError("retry", "network", f"media download failed ({type(exc).__name__})") from exc
+
+
+def refused(exc: Exception) -> ProviderError:
+    """The egress guard refused the URL: permanent, nothing was sent."""
+    return ProviderError("permanent", REFUSED, f"URL refused: {exc}")
+

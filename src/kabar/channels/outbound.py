@@ -81,7 +81,9 @@ def mark_in_flight(uow: UnitOfWork, workspace_id: str, message_id: str, attempt:
     state = {"state": "in_flight", "attempt": attempt, "started_at": uow.now.isoformat()}
     if provider_media_id:
         state["provider_media_id"] = provider_media_id
-    _set_state(uow.conn, workspace_id, row, state, uow.now)
+    row = _set_state(uow.conn, workspace_id, row, state, uow.now)
+    # The API shows the attempt (metadata.send): open threads get it too.
+    uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
     return True
 
 
@@ -89,7 +91,8 @@ def mark_not_sent(uow: UnitOfWork, workspace_id: str, message_id: str, error: di
     row = ingest_repo.message_by_id(uow.conn, workspace_id, message_id, lock=True)
     if row is None or row.provider_message_id is not None:
         return
-    _set_state(uow.conn, workspace_id, row, {**send_state(row), "state": "not_sent", "last_error": error}, uow.now)
+    row = _set_state(uow.conn, workspace_id, row, {**send_state(row), "state": "not_sent", "last_error": error}, uow.now)
+    uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
 
 
 def mark_sent(uow: UnitOfWork, workspace_id: str, message_id: str, provider_message_id: str) -> None:
@@ -177,5 +180,19 @@ def attach_download(uow: UnitOfWork, workspace_id: str, message_id: str, upload:
     )
     media = {**row.media, "id": upload["id"], "size": upload["size"], "sha256": upload["sha256"], "mime_type": upload["mime_type"]}
     media.pop("url", None)  # the provider's URL expires; the local copy is what the API serves
+    media.pop("download_error", None)
+    row = ingest_repo.update_message(uow.conn, workspace_id, message_id, {"media": media, "updated_at": uow.now})
+    uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
+
+
+def mark_download_failed(uow: UnitOfWork, workspace_id: str, message_id: str, error: dict[str, Any]) -> None:
+    """Inbound media that will not be fetched (refused by the egress guard, too large, gone): the
+    message says so in ``media.download_error``, and the provider's URL is dropped, so that nothing
+    (the inbox included) follows it."""
+    row = ingest_repo.message_by_id(uow.conn, workspace_id, message_id, lock=True)
+    if row is None or row.media is None or row.media.get("id"):
+        return
+    media = {k: v for k, v in row.media.items() if k != "url"}
+    media["download_error"] = error
     row = ingest_repo.update_message(uow.conn, workspace_id, message_id, {"media": media, "updated_at": uow.now})
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)

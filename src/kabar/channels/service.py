@@ -7,13 +7,12 @@ write-only through the API and never logged: ``Secrets`` masks itself in ``repr`
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
 
+from kabar import egress
 from kabar.auth.scope import Scope
 from kabar.channels import repository as repo
 from kabar.channels import schemas as s
@@ -130,22 +129,27 @@ def get_channel(conn: Connection, ctx: Scope, cipher: Cipher) -> s.ChannelOut:
     return channel_out(row, cipher.decrypt_json(row.secrets, _aad(row.workspace_id)))
 
 
-def _check_base_url(url: str, settings: Settings) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise invalid("api_base_url", "must be an http(s) URL")
-    if settings.webhooks_allow_private or settings.demo:
-        return url.rstrip("/")
-    if parts.scheme != "https":
-        raise invalid("api_base_url", "must use https")
-    host = parts.hostname
+def check_base_url_now(url: str, settings: Settings) -> Any:
+    """The URL rules for an API base, without DNS (the guarded client checks the addresses it
+    connects to): what every provider call checks first. ``EgressRefused`` says why."""
+    return egress.check_url(url, allow_private=egress.private_allowed(settings), https_only=True)
+
+
+async def check_base_url(url: str, settings: Settings) -> str:
+    """The save-time check of ``api_base_url`` (the URL rules and where its host resolves to): the
+    same functions the provider calls use; 422 naming the field."""
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if host == "localhost" or host.endswith(".localhost") or (address is not None and not address.is_global):
-        raise invalid("api_base_url", "must not point at a private or loopback address")
-    return url.rstrip("/")
+        return (await egress.validate_url(url, allow_private=egress.private_allowed(settings), https_only=True)).rstrip("/")
+    except egress.EgressRefused as exc:
+        raise invalid("api_base_url", str(exc)) from None
+
+
+def _base_url_or_422(url: str, settings: Settings) -> str:
+    try:
+        check_base_url_now(url, settings)
+    except egress.EgressRefused as exc:
+        raise invalid("api_base_url", str(exc)) from None
+    return url.strip().rstrip("/")
 
 
 def put_channel(uow: UnitOfWork, ctx: Scope, data: s.ChannelIn, cipher: Cipher, settings: Settings) -> s.ChannelOut:
@@ -169,7 +173,7 @@ def put_channel(uow: UnitOfWork, ctx: Scope, data: s.ChannelIn, cipher: Cipher, 
     if errors:
         raise invalid_fields(errors)
     if base_url:
-        base_url = _check_base_url(base_url, settings)
+        base_url = _base_url_or_422(base_url, settings)
     owner = repo.owner_of(conn, data.phone_number_id)
     if owner is not None and owner != ctx.workspace_id:
         raise conflict("This phone_number_id is connected to another workspace", slug="phone-number-id-taken")

@@ -58,8 +58,8 @@ async def send_message(runtime: Runtime, job: Job) -> None:
         return
     if ctx.contact is None:
         raise PermanentFailure("message without a contact")
-    client = providers.client_for(runtime, ctx.channel)
     try:
+        client = providers.client_for(runtime, ctx.channel)
         try:
             media_ref, provider_media_id = await _media_ref(runtime, client, ctx, state)
         except ProviderError as error:
@@ -172,11 +172,12 @@ async def download_media(runtime: Runtime, job: Job) -> None:
     if message is None or not message.media or message.media.get("id") or channel is None:
         return
     media = message.media
-    client = providers.client_for(runtime, channel)
     try:
+        client = providers.client_for(runtime, channel)
         url, mime_type = media.get("url"), media.get("mime_type")
         # Meta's own URLs (lookaside) need Meta's token and expire in minutes: resolve the media id
-        # afresh through the API. Kapso's media_url is fetched as it is, with the Kapso key.
+        # afresh through the API. Kapso's media_url is fetched as it is (with the Kapso key only
+        # when it is on Kapso's own host, see ``providers.trusted_hosts``).
         if media.get("provider_media_id") and (channel.provider == "meta" or not url or _is_meta_url(url)):
             info = await client.media_info(media["provider_media_id"])  # a fresh 5-minute URL
             url, mime_type = info.get("url") or url, mime_type or info.get("mime_type")
@@ -197,8 +198,13 @@ async def download_media(runtime: Runtime, job: Job) -> None:
                 mime_type = mime_type or response.headers.get("content-type", "application/octet-stream")
             spool.seek(0)
             size, sha256 = await asyncio.to_thread(write_upload_file, spool, Path(runtime.settings.data_dir) / relative, MAX_INBOUND_MEDIA)
+    except PermanentFailure as failure:
+        await runtime.db.transaction(outbound.mark_download_failed, ws, message_id, {"code": "media_unavailable", "title": str(failure)})
+        raise
     except ProviderError as error:
-        if error.kind == "permanent" and error.http_status not in (401, 403, 404):
+        last = job.attempts >= job.max_attempts
+        if (error.kind == "permanent" and error.http_status not in (401, 403, 404)) or last:
+            await runtime.db.transaction(outbound.mark_download_failed, ws, message_id, error.as_error())
             raise PermanentFailure(str(error)) from error
         raise  # retried with backoff; a 404 re-resolves the URL next time
     upload = {"id": upload_id, "filename": filename, "mime_type": (mime_type or "application/octet-stream")[:200], "size": size, "sha256": sha256, "path": relative, "created_by": None}

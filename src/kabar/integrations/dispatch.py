@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from kabar import events
+from kabar import egress, events
 from kabar.config import Settings
 from kabar.db.engine import StorageUnavailable
 from kabar.db.types import utcnow
@@ -185,7 +185,7 @@ async def dispatch(runtime: Runtime, workspace_id: str, endpoint_id: str) -> Non
     """Deliver the endpoint's open deliveries in order until done, failing, or out of budget."""
     db, settings = runtime.db, runtime.settings
     deadline = time.monotonic() + RUN_BUDGET
-    async with delivery.new_client() as http:
+    async with egress.client(allow_private=egress.private_allowed(settings)) as http:
         while True:
             work = await db.transaction(next_work, workspace_id, endpoint_id)
             if work is None:
@@ -222,7 +222,6 @@ async def dispatch(runtime: Runtime, workspace_id: str, endpoint_id: str) -> Non
                     delivery_id=item.id,
                     body=body,
                     timeout=settings.webhooks_timeout,
-                    allow_private=settings.webhooks_allow_private,
                 )
                 if not await db.transaction(record, workspace_id, endpoint_id, item, attempt, settings):
                     return

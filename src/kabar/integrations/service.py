@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from sqlalchemy import Connection
 
-from kabar import events
+from kabar import egress, events
 from kabar.auth.scope import Scope
 from kabar.config import Settings
 from kabar.crypto import Cipher
@@ -60,10 +60,9 @@ def check_patterns(patterns: list[str]) -> list[str]:
 async def check_url(settings: Settings, url: str) -> str:
     url = url.strip()
     try:
-        await delivery.validate_url(url, allow_private=settings.webhooks_allow_private)
-    except delivery.UrlRefused as exc:
-        raise invalid("url", str(exc)) from exc
-    return url
+        return await egress.validate_url(url, allow_private=egress.private_allowed(settings))
+    except egress.EgressRefused as exc:
+        raise invalid("url", str(exc)) from None
 
 
 # -- shapes and secrets -------------------------------------------------------------------------
@@ -170,7 +169,14 @@ def _create(
     )
     if active:  # an event committing alongside this one is picked up by this job
         repo.schedule_dispatch(uow, ctx.workspace_id, webhook_id, mode="earlier")
-    return webhook_out(_get(uow.conn, ctx, webhook_id), secret=secret)
+    return _changed(uow, ctx, events.WEBHOOK_CREATED, webhook_id, secret=secret)
+
+
+def _changed(uow: UnitOfWork, ctx: Scope, kind: str, webhook_id: str, *, secret: str | None = None) -> s.Webhook:
+    """The endpoint as the API shows it now, with its event (never the secret) for open settings pages."""
+    row = _get(uow.conn, ctx, webhook_id)
+    uow.emit(ctx.workspace_id, kind, events.payload(webhook_out(row)))
+    return webhook_out(row, secret=secret)
 
 
 def list_webhooks(conn: Connection, ctx: Scope) -> list[s.Webhook]:
@@ -212,13 +218,14 @@ def _update(uow: UnitOfWork, ctx: Scope, webhook_id: str, data: s.WebhookUpdate,
         # A person fixed something: the delivery waiting out its backoff goes now.
         repo.retry_failed_now(uow.conn, ctx.workspace_id, webhook_id, uow.now)
         repo.schedule_dispatch(uow, ctx.workspace_id, webhook_id, mode="earlier")
-    return webhook_out(_get(uow.conn, ctx, webhook_id))
+    return _changed(uow, ctx, events.WEBHOOK_UPDATED, webhook_id)
 
 
 def delete_webhook(uow: UnitOfWork, ctx: Scope, webhook_id: str) -> None:
     ctx.require(PERMISSION)
     if not repo.delete_endpoint(uow.conn, ctx.workspace_id, webhook_id):
         raise not_found("Webhook")
+    uow.emit(ctx.workspace_id, events.WEBHOOK_DELETED, {"id": webhook_id})
 
 
 def rotate_secret(uow: UnitOfWork, ctx: Scope, webhook_id: str, cipher: Cipher) -> s.Webhook:
@@ -227,7 +234,7 @@ def rotate_secret(uow: UnitOfWork, ctx: Scope, webhook_id: str, cipher: Cipher) 
     _get(uow.conn, ctx, webhook_id, lock=True)
     secret, blob = new_secret(cipher, webhook_id)
     repo.update_endpoint(uow.conn, ctx.workspace_id, webhook_id, secret=blob, updated_at=uow.now)
-    return webhook_out(_get(uow.conn, ctx, webhook_id), secret=secret)
+    return _changed(uow, ctx, events.WEBHOOK_UPDATED, webhook_id, secret=secret)
 
 
 # -- deliveries ---------------------------------------------------------------------------------
@@ -302,7 +309,7 @@ async def send_test(runtime: Runtime, ctx: Scope, webhook_id: str) -> s.TestResu
         created_at=utcnow(),
         data={"webhook_id": row.id, "message": "A test event from Kabar. Check the signature and answer 2xx."},
     )
-    async with delivery.new_client() as http:
+    async with egress.client(allow_private=egress.private_allowed(runtime.settings)) as http:
         attempt = await delivery.post(
             http,
             row.url,
@@ -311,7 +318,6 @@ async def send_test(runtime: Runtime, ctx: Scope, webhook_id: str) -> s.TestResu
             delivery_id=delivery_id,
             body=body,
             timeout=runtime.settings.webhooks_timeout,
-            allow_private=runtime.settings.webhooks_allow_private,
         )
     return s.TestResult(
         id=delivery_id, delivered=attempt.ok, status_code=attempt.status_code, duration_ms=attempt.duration_ms, error=attempt.error
