@@ -92,3 +92,62 @@ async def test_upload_size_limits(client, tenant):
     assert len(await _uploads(client, tenant.ws)) == before
     folder = Path(client.runtime.settings.data_dir) / "uploads" / tenant.ws
     assert len(list(folder.iterdir())) == before
+
+
+async def _send(client, tenant, conversation_id, upload_id, caller=None):
+    return await client.post(
+        f"{tenant.base}/conversations/{conversation_id}/messages",
+        json={"type": "image", "media": {"upload_id": upload_id}},
+        headers=(caller or tenant.owner).headers,
+    )
+
+
+async def test_a_sent_file_is_visible_exactly_when_its_conversation_is(client, tenant):
+    """Uploads belong to their conversation once sent (kabar.auth.visibility); before, any member
+    downloaded any upload of the workspace (200 where the conversation answered 404)."""
+    member, colleague = await tenant.add_user("member"), await tenant.add_user("member")
+    theirs = await seed_conversation(client, tenant.ws, assignee_id=colleague.user_id)
+    mine = await seed_conversation(client, tenant.ws, assignee_id=member.user_id)
+    upload_id = (await _upload(client, tenant, PNG)).json()["upload_id"]
+    assert (await _send(client, tenant, theirs.conversation_id, upload_id)).status_code == 202
+    url = f"{tenant.base}/uploads/{upload_id}"
+
+    assert_problem(await client.get(f"{tenant.base}/conversations/{theirs.conversation_id}", headers=member.headers), 404)
+    assert_problem(await client.get(url, headers=member.headers), 404)
+    assert (await client.get(url, headers=colleague.headers)).content == PNG
+    assert (await client.get(url, headers=tenant.owner.headers)).status_code == 200
+    # Nor can the member launder it through their own conversation.
+    response = await _send(client, tenant, mine.conversation_id, upload_id, caller=member)
+    assert [e["field"] for e in assert_problem(response, 422)["errors"]] == ["media.upload_id"]
+
+    # Reassigned to the member: the file follows its conversation.
+    response = await client.patch(f"{tenant.base}/conversations/{theirs.conversation_id}", json={"assignee_id": member.user_id}, headers=tenant.owner.headers)
+    assert response.status_code == 200, response.text
+    assert (await client.get(url, headers=member.headers)).content == PNG
+    assert_problem(await client.get(url, headers=colleague.headers), 404)
+
+
+async def test_an_unsent_upload_is_its_uploaders_and_a_file_sent_twice_belongs_to_each_conversation(client, tenant):
+    member, colleague = await tenant.add_user("member"), await tenant.add_user("member")
+    upload_id = (await _upload(client, tenant, PNG, caller=member)).json()["upload_id"]
+    url = f"{tenant.base}/uploads/{upload_id}"
+    assert (await client.get(url, headers=member.headers)).status_code == 200
+    assert (await client.get(url, headers=tenant.owner.headers)).status_code == 200
+    assert_problem(await client.get(url, headers=colleague.headers), 404)
+    colleagues = await seed_conversation(client, tenant.ws, assignee_id=colleague.user_id)
+    response = await _send(client, tenant, colleagues.conversation_id, upload_id, caller=colleague)
+    assert [e["field"] for e in assert_problem(response, 422)["errors"]] == ["media.upload_id"]
+
+    # The owner sends the member's file in the member's conversation, then in the colleague's:
+    # the second send gets its own id (the same file), visible with that conversation.
+    members = await seed_conversation(client, tenant.ws, assignee_id=member.user_id)
+    first = (await _send(client, tenant, members.conversation_id, upload_id)).json()["media"]["id"]
+    second = (await _send(client, tenant, colleagues.conversation_id, upload_id)).json()["media"]["id"]
+    assert first == upload_id and second != upload_id
+    assert_problem(await client.get(url, headers=colleague.headers), 404)
+    assert (await client.get(f"{tenant.base}/uploads/{second}", headers=colleague.headers)).content == PNG
+    assert_problem(await client.get(f"{tenant.base}/uploads/{second}", headers=member.headers), 404)
+    assert (await client.get(url, headers=member.headers)).content == PNG
+    rows = {row.id: row for row in await _uploads(client, tenant.ws)}
+    assert rows[first].conversation_id == members.conversation_id and rows[second].conversation_id == colleagues.conversation_id
+    assert rows[first].path == rows[second].path  # one file on disk
