@@ -239,3 +239,31 @@ async def test_tracer_sees_prepared_and_core_statements_on_both_backends(client,
     tables = [violation["tables"] for violation in seen]
     assert "messages" in tables and "contacts" in tables, seen
 
+
+
+_PROBE = """
+from sqlalchemy import create_engine, select
+from kabar.db import tables as t
+engine = create_engine("sqlite://")
+t.metadata.create_all(engine)
+with engine.connect() as conn:
+    conn.execute(select(t.messages.c.id).where(t.messages.c.id == "x")).all()
+"""
+
+
+def test_processes_the_tests_start_report_to_the_session(tmp_path: Path) -> None:
+    """A ``kabar`` process started by a test (server, CLI) traces its statements too: the session
+    fixture's environment (``PYTHONPATH`` with tests/sqltrace, ``KABAR_SQL_TRACE``) installs the
+    tracer there, and it appends what it finds to the file. The probe's code is compiled as if it
+    were a module of Kabar."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "violations.jsonl"
+    code = f"exec(compile({_PROBE!r}, {str(KABAR / '_probe.py')!r}, 'exec'))"
+    env = {**os.environ, "KABAR_SQL_TRACE": str(out)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert '"tables": "messages"' in lines[0] and "kabar/_probe.py" in lines[0], lines[0]
