@@ -101,13 +101,17 @@ def may_see(viewer: Viewer, row: Any) -> bool:
     return viewer.sees_all or row.assignee_id is None or row.assignee_id == viewer.user_id
 
 
-def audience(row: Any, previous_assignee_id: str | None = None) -> Audience:
-    """Who may see an event about the customer ``row`` (its ``owner_columns``). A previous
-    assignee is added so that the person who just lost a customer learns it is gone."""
+UNCHANGED: Any = object()  # ``audience``'s previous owner when the event is not a reassignment
+
+
+def audience(row: Any, previous_assignee_id: Any = UNCHANGED) -> Audience:
+    """Who may see an event about the customer ``row`` (its ``owner_columns``). For a
+    reassignment, whoever saw the customer before is added, so that they learn it is gone: the
+    previous assignee, or everyone when it was unassigned (``previous_assignee_id`` None)."""
     assignee = row.assignee_id
-    if assignee is None:
+    if assignee is None or (previous_assignee_id is None and previous_assignee_id is not UNCHANGED):
         return EVERYONE
-    if previous_assignee_id and previous_assignee_id != assignee:
+    if previous_assignee_id is not UNCHANGED and previous_assignee_id != assignee:
         return (assignee, previous_assignee_id)
     return (assignee,)
 

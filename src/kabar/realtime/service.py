@@ -14,9 +14,10 @@ contact's primary key, ``repository.read_after``). Why at read time:
   compares user ids, which is what lets one process serve thousands of sockets.
 
 Two refinements: when the contact no longer exists (deleted, merged away), the payload's own
-``assignee_id`` decides (absent → only those who see every customer: nothing leaks); and an event
-whose payload names a member as ``previous_assignee_id`` (``kabar.events.reassigned``) reaches
-them, so the person who just lost a customer learns it and their open inbox drops it.
+``assignee_id`` decides (absent → only those who see every customer: nothing leaks); and a
+reassignment's event (``previous_assignee_id`` in the payload, ``kabar.events.reassigned``) also
+reaches whoever saw the customer before (the previous assignee; every member when it was
+unassigned), so their open inbox drops it.
 """
 
 from __future__ import annotations
@@ -93,12 +94,12 @@ def audience(event_type: str, contact_id: str | None, contact_found: Any, owner:
     if kind is Kind.AUTHOR:
         author = fields.get("created_by")
         return (author,) if author else visibility.NO_MEMBER
-    previous = fields.get("previous_assignee_id")
+    previous = fields.get("previous_assignee_id", visibility.UNCHANGED)  # a reassignment (kabar.events.reassigned)
     if contact_id is None:  # about a customer, but which one is not recorded: no member
         return visibility.NO_MEMBER
-    if contact_found is None:  # the contact is gone: trust the payload, or show only the previous owner
+    if contact_found is None:  # the contact is gone: trust the payload, or show only who saw it before
         if "assignee_id" not in fields:
-            return (previous,) if previous else visibility.NO_MEMBER
+            return visibility.NO_MEMBER if previous is visibility.UNCHANGED else visibility.audience(Owner(previous))
         owner = Owner(fields["assignee_id"])
     return visibility.audience(owner, previous)
 
