@@ -32,7 +32,7 @@ async def test_login_returns_token_user_and_cookies(client):
     response = await login(client, caller.email.upper())  # emails are case-insensitive
     body = response.json()
     assert body["token"].startswith("kst_")
-    assert body["user"] == {"id": caller.user_id, "email": caller.email, "name": caller.email.split("@")[0]}
+    assert body["user"] == {"id": caller.user_id, "email": caller.email, "name": caller.email.split("@")[0], "email_verified": True}
     cookies = _cookie_header(response)
     session_cookie = cookies["kabar_session"]
     assert "httponly" in session_cookie and "samesite=lax" in session_cookie and "path=/" in session_cookie

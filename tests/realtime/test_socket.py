@@ -216,7 +216,9 @@ async def test_authentication_variants(site, server, http):
     assert (await first_message(token=key))[0]["op"] == "subscribed"
     # JWT from the identity provider (linked to the owner by email).
     token = jwt.encode(
-        {"sub": "idp-owner", "email": owner.email, "aud": "authenticated", "exp": int(time.time()) + 300}, JWT_SECRET, algorithm="HS256"
+        {"sub": "idp-owner", "email": owner.email, "email_verified": True, "aud": "authenticated", "exp": int(time.time()) + 300},
+        JWT_SECRET,
+        algorithm="HS256",
     )
     assert (await first_message(token=token))[0]["op"] == "subscribed"
     # Bad credentials, and another workspace's caller.
