@@ -203,3 +203,34 @@ async def test_contacts_api_with_whatsapp_user_id(client, workspace):
     assert {"whatsapp_user_id", "username"} <= set(columns)
     values = dict(zip(columns, row.split(","), strict=False))
     assert (values["phone"], values["whatsapp_user_id"], values["username"]) == ("", USER_ID, "sheena")
+
+
+async def test_a_delivered_status_teaches_the_contact_its_user_id(client, workspace):
+    """Meta's sent/delivered/read statuses carry ``contacts[]`` with the recipient's user id and
+    username: the phone contact learns them, so the customer's next message without the phone
+    lands on the same contact. Before: the status changed nothing and that message was dropped."""
+    from sqlalchemy import insert
+
+    from kabar.db.types import utcnow
+    from kabar.ids import new_id
+
+    channel = await configure(workspace, "meta")
+    first = p.meta_envelope(channel.pnid, {"contacts": [{"profile": {"name": "Sheena"}, "wa_id": PHONE[1:]}],
+                                           "messages": [{"from": PHONE[1:], "id": "wamid.PHONE-9", "timestamp": "1749416000", "type": "text", "text": {"body": "Halo"}}]})
+    assert (await post_meta(client, channel, first)).status_code == 200
+    [conversation] = await rows(client, t.conversations, workspace.ws)
+    now = utcnow()
+    ours = {"id": new_id(), "workspace_id": workspace.ws, "conversation_id": conversation.id, "contact_id": conversation.contact_id,
+            "direction": "outbound", "sender_type": "user", "type": "text", "text": "Halo juga", "status": "sent",
+            "provider_message_id": "wamid.OURS-9", "reactions": [], "metadata": {}, "created_at": now, "updated_at": now}
+    await client.runtime.db.transaction(lambda uow: uow.conn.execute(insert(t.messages).values(**ours)))
+    delivered = p.meta_envelope(channel.pnid, {
+        "contacts": [{"profile": {"name": "Sheena", "username": "@realsheena"}, "wa_id": PHONE[1:], "user_id": USER_ID}],
+        "statuses": [{"id": "wamid.OURS-9", "status": "delivered", "timestamp": "1749416100", "recipient_id": PHONE[1:]}]})
+    assert (await post_meta(client, channel, delivered)).status_code == 200
+    [contact] = await contacts(client, workspace.ws)
+    assert (contact.phone_e164, contact.whatsapp_user_id, contact.username) == (PHONE, USER_ID, "realsheena")
+    await post_case(client, channel, "user_id_only")
+    assert [c.id for c in await contacts(client, workspace.ws)] == [contact.id]
+    assert await count(client, t.conversations, workspace.ws) == 1
+    assert (await rows(client, t.messages, workspace.ws, t.messages.c.provider_message_id == "wamid.OURS-9"))[0].status == "delivered"

@@ -62,6 +62,10 @@ class StatusUpdate(msgspec.Struct, tag="status", omit_defaults=True):
     error: dict[str, Any] | None = None  # {code, title, details}
     recipient: str | None = None
     callback: str | None = None  # biz_opaque_callback_data: our message id, set when sending
+    # The recipient's business-scoped user id and username, when the status carries them (Meta
+    # adds ``contacts[]`` to sent/delivered/read statuses): learnt for the message's contact.
+    user_id: str | None = None
+    username: str | None = None
 
 
 class Reaction(msgspec.Struct, tag="reaction", omit_defaults=True):

@@ -658,6 +658,20 @@ class Applier:
                 self.messages[message_id] = (kind, repo.message_by_id(self.conn, self.ws, message_id))
         return row
 
+    def _learn_identity(self, contact_id: str, user_id: str | None, username: str | None) -> None:
+        """A status about our message to this contact names their user id or username: keep them,
+        so that a later message without the phone finds this contact (no merge from a status:
+        an id another contact holds stays there)."""
+        contact = self.contacts_by_id.get(contact_id) or repo.contact_by_id(self.conn, self.ws, contact_id)
+        values: dict[str, Any] = {}
+        if user_id and contact.whatsapp_user_id != user_id and self._lookup(None, user_id) is None:
+            values["whatsapp_user_id"] = user_id
+        username = clean_username(username)
+        if username and contact.username != username:
+            values["username"] = username
+        if values:
+            self._set_identity(contact, values)
+
     def _note_profile(self, contact: Any, event: InboundMessage) -> None:
         """A newer WhatsApp profile name replaces the stored one; ``name`` stays staff's."""
         changes = self.contact_changes.setdefault(contact.id, {})
@@ -768,6 +782,8 @@ class Applier:
             occurred_at=event.timestamp,
             now=self.now,
         )
+        if message is not None and (event.user_id or event.username):
+            self._learn_identity(message.contact_id, event.user_id, event.username)
         status = repo.message_status_for(event.status)
         if message is None or status is None:
             return  # kept; applied when the message appears

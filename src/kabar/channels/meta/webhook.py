@@ -99,7 +99,7 @@ def _change_events(change: dict[str, Any]) -> list[Event]:
             customer = usable_wa_id(message.get("from"), (contact or {}).get("wa_id"))
             out.extend(message_events(pnid, message, wa_id=customer, contact=contact))
         for status in value.get("statuses") or []:
-            out.append(status_event(pnid, status))
+            out.append(status_event(pnid, status, _contact_for(contacts, status.get("recipient_id"), status.get("recipient_user_id"))))
         for error in value.get("errors") or []:
             out.append(Ignored("error", f"{error.get('code')}: {error.get('title')}", pnid or None))
     elif field == "smb_message_echoes":
@@ -306,7 +306,7 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def status_event(pnid: str, status: dict[str, Any]) -> Event:
+def status_event(pnid: str, status: dict[str, Any], contact: dict[str, Any] | None = None) -> Event:
     if not status.get("id") or not status.get("status"):
         return Ignored("status", "status without id or status", pnid or None)
     error = None
@@ -326,4 +326,6 @@ def status_event(pnid: str, status: dict[str, Any]) -> Event:
         error=error,
         recipient=_str(status.get("recipient_id")),
         callback=status.get("biz_opaque_callback_data") or None,
+        user_id=_str((contact or {}).get("user_id") or status.get("recipient_user_id") or None),
+        username=_str(((contact or {}).get("profile") or {}).get("username") or None),
     )
