@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from kabar.db import tables as t
-from tests.ari.support import Customer, enable_ari, kapso_channel, rows_of, settle
+from tests.ari.support import Customer, add_slots, enable_ari, kapso_channel, rows_of, settle
 from tests.helpers import assert_problem
 
 
@@ -99,3 +99,25 @@ async def test_an_api_key_pauses_ari_unless_it_sends_as_a_bot(client, tenant, se
     await _reply(tenant, customer.conversation_id, "Halo, ini tim kami", key)  # an integration speaking for staff
     assert (await _conversation(tenant, customer.conversation_id))["ai_paused"] is True
     assert await customer.say("tahun depan") == []
+
+
+async def test_a_handoff_to_the_booked_consultant_assigns_the_customer(client, tenant, server, jobs):
+    # ARI's handoff goes through kabar.assignment: contact and conversation name the consultant
+    # (announced with their events), and another member sees neither.
+    from tests.ari.test_journeys import JOURNEY
+
+    channel = await kapso_channel(tenant, server)
+    await enable_ari(tenant)
+    consultant, colleague = await tenant.add_user("member"), await tenant.add_user("member")
+    await add_slots(tenant, consultant_id=consultant.user_id)
+    customer = Customer(tenant, channel)
+    for text in [*JOURNEY, "mau", "senin depan jam 2 siang", "ya"]:
+        await customer.say(text)
+    assert (await customer.ari())["handoff_reason"] == "appointment_booked"
+    contact, conversation = await customer.contact(), await customer.conversation()
+    assert (contact.assignee_id, conversation.assignee_id, conversation.ai_paused) == (consultant.user_id, consultant.user_id, True)
+    for url in (f"{tenant.base}/contacts/{customer.contact_id}", f"{tenant.base}/conversations/{customer.conversation_id}"):
+        assert (await client.get(url, headers=colleague.headers)).status_code == 404
+        assert (await client.get(url, headers=consultant.headers)).status_code == 200
+    announced = {e.type for e in await rows_of(client, t.events, tenant.ws) if (e.data or {}).get("assignee_id") == consultant.user_id}
+    assert {"contact.updated", "conversation.updated"} <= announced
