@@ -240,7 +240,7 @@ contacts = Table(
     Column("lead_status", String(20), nullable=False, server_default="prospect"),
     Column("lead_status_set_by", String(10), nullable=False, server_default="system"),  # human|ari|system
     Column("lead_score", Integer, nullable=False, server_default=text("0")),
-    Column("assignee_id", ID, ForeignKey("users.id", ondelete="SET NULL")),
+    Column("assignee_id", ID, ForeignKey("users.id", ondelete="SET NULL")),  # the owner: kabar.assignment
     Column("source", String(40), nullable=False, server_default="manual"),
     Column("first_contact_at", UTCDateTime),
     Column("last_interaction_at", UTCDateTime),
@@ -307,6 +307,8 @@ conversations = Table(
     Column("lead_status", String(20), nullable=False, server_default="prospect"),
     Column("tags", JSONType, nullable=False, server_default=text("'[]'")),
     Column("status", String(10), nullable=False, server_default="open"),
+    # A copy of the contact's assignee (the one stored owner), kept equal by triggers (migration
+    # 0006) whoever writes; change it with kabar.assignment, which also emits the events.
     Column("assignee_id", ID, ForeignKey("users.id", ondelete="SET NULL")),
     Column("unread_count", Integer, nullable=False, server_default=text("0")),
     Column("last_message_at", UTCDateTime, nullable=False),
