@@ -180,11 +180,10 @@ async def test_signed_in_user_links_an_identity_from_the_account_page(client):
     someone = await new_user(client)
     assert_problem(await client.post("/v1/me/identities", json={"token": other_address_jwt}, headers=someone.headers), 409, "/identity-taken")
     assert_problem(await client.post("/v1/me/identities", json={"token": "abc.def.ghi"}, headers=someone.headers), 422)
-    unverified_email = fresh_email("unverified")
-    fresh = await client.get("/v1/me", headers=bearer(idp_token(client, unverified_email, verified=False)))
-    fresh_jwt_caller = bearer(idp_token(client, unverified_email, sub=None, verified=False))
-    assert fresh.status_code == 200
-    assert_problem(await client.get("/v1/me", headers=fresh_jwt_caller), 403)  # a second subject: not linked either
+    unverified = bearer(idp_token(client, fresh_email("unverified"), verified=False))
+    assert (await client.get("/v1/me", headers=unverified)).json()["user"]["email_verified"] is False
+    another = idp_token(client, fresh_email("another"))
+    assert_problem(await client.post("/v1/me/identities", json={"token": another}, headers=unverified), 409, "/email-unverified")
 
 
 async def test_invitation_for_an_existing_account_needs_that_accounts_session(client, tenant):
