@@ -29,8 +29,8 @@ async def test_list_rows_are_newest_first_with_contact_and_counts(client, tenant
     assert row["unread_count"] == 2 and row["status"] == "open" and row["ai_paused"] is False
     assert row["last_message_at"].endswith("Z")
     assert row["contact"] == {
-        "id": new.contact_id, "phone": new.phone, "name": "Agus Pratama", "profile_name": "Agus",
-        "lead_status": "prospect", "lead_score": 0, "tags": [],
+        "id": new.contact_id, "phone": new.phone, "whatsapp_user_id": None, "username": None, "name": "Agus Pratama",
+        "profile_name": "Agus", "lead_status": "prospect", "lead_score": 0, "tags": [],
     }
     assert body["data"][1]["contact"]["tags"] == ["vip"]
 

@@ -584,6 +584,8 @@ class Applier:
         contact kept (it holds the older history and the CRM data staff entered); the merge
         moves every message and note, so nothing of either is lost."""
         by_phone = self._lookup(phone, None)
+        if by_phone is not None and by_phone.whatsapp_user_id == user_id:
+            return by_phone  # the usual case: one lookup
         by_user_id = self._lookup(None, user_id)
         if by_phone is not None and by_user_id is not None and by_phone.id != by_user_id.id:
             return self._merge(by_phone, by_user_id)
