@@ -22,6 +22,7 @@ from kabar.channels.fake import payloads as p
 from kabar.db import tables as t
 from tests.channels.support import Channel, configure, post_kapso, post_meta, rows
 from tests.conftest import app_client, base_settings, create_database
+from tests.foundation.conftest import jwks_server, rsa_key  # noqa: F401 - a real JWKS server on 127.0.0.1
 from tests.helpers import Tenant, assert_problem, make_tenant, wait_for
 from tests.security.egress_support import SECRET, Route, Server
 
@@ -264,3 +265,34 @@ async def test_channel_test_never_answers_500(impatient, strict_shared, server, 
         assert response.status_code == 504
     else:
         assert response.status_code == 502, problem
+
+
+# -- ARI's model and the identity provider's keys ----------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["127.0.0.1", "2130706433", "localhost"])
+async def test_ari_model_on_loopback_is_not_called(server, spelling):
+    """A base_url saved while private addresses were allowed (or a name that rebinds) is refused
+    at call time: the model server gets nothing, ARI gets an LlmError and falls back."""
+    from kabar.ari import llm
+
+    server.json("/v1/chat/completions", {"choices": [{"message": {"content": "hi"}}]})
+    target = llm.Target(arm="a", provider="custom", base_url=f"http://{spelling}:{server.port}/v1", model="m", api_key="sk-SECRET", retries=2)
+    with pytest.raises(llm.LlmError, match="refused"):
+        await llm.chat(target, [{"role": "user", "content": "halo"}])  # no client given: the guard with private addresses off
+    assert server.requests() == []
+
+
+async def test_jwks_on_loopback_is_not_fetched_without_allow_private(settings, jwks_server):
+    import jwt
+
+    key = rsa_key()
+    jwks_server.publish(("key-1", key))
+    token = jwt.encode({"sub": "s-" + secrets.token_hex(4), "aud": "authenticated", "exp": 4102444800, "email": f"jwks-{secrets.token_hex(4)}@example.test"},
+                       key, algorithm="RS256", headers={"kid": "key-1"})
+    for allow_private, status in ((False, 401), (True, 200)):
+        idp = replace(settings, jwt_secret=None, jwt_jwks_url=jwks_server.url, webhooks_allow_private=allow_private)
+        async with app_client(idp) as app:
+            response = await app.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == status, response.text
+        assert jwks_server.requests == (0 if not allow_private else 1)
