@@ -106,9 +106,6 @@ def send_message(uow: UnitOfWork, ctx: Scope, conversation_id: str, data: Messag
     (ARI pauses there), unless an API key sends as a bot (``sender_type: "bot"``)."""
     ctx.require("messages.send")
     visible_or_404(uow.conn, ctx, conversation_id)
-    if data.media is not None and data.media.upload_id is not None and repo.get_visible_upload(uow.conn, ctx, data.media.upload_id) is None:
-        # Another member's unsent file, or one sent in a conversation the caller cannot see.
-        raise invalid_fields([{"field": "media.upload_id", "message": "is not an upload of this workspace"}])
     via_key = ctx.principal.api_key_id
     if data.sender_type == "bot" and not via_key:
         raise invalid("sender_type", "only an API key (an integration) may send as a bot")
@@ -124,6 +121,7 @@ def send_message(uow: UnitOfWork, ctx: Scope, conversation_id: str, data: Messag
         template=data.template,
         reply_to_id=data.reply_to_id,
         metadata={"api_key_id": via_key} if via_key else None,
+        sent_by=ctx,
     )
 
 
@@ -140,8 +138,12 @@ def create_outbound_message(
     template: TemplateIn | dict[str, Any] | None = None,
     reply_to_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    sent_by: Scope | None = None,
 ) -> MessageOut:
     """Store an outbound message as ``pending`` and queue its delivery, in ``uow``.
+
+    ``sent_by``: the caller, who may only send uploads they may see (kabar.auth.visibility);
+    None when the workspace itself sends (ARI).
 
     Also used by ARI for bot replies (``sender_type="bot"``); a ``user`` message is a human
     takeover: the conversation's ``ai_paused`` turns on with it (one conversation.updated),
@@ -156,7 +158,7 @@ def create_outbound_message(
     if conversation is None:
         raise not_found("Conversation")
     media_in, template_in = _coerce(media, MediaIn, "media"), _coerce(template, TemplateIn, "template")
-    content = _validated_content(uow.conn, workspace_id, conversation_id, type, text, media_in, template_in, reply_to_id)
+    content = _validated_content(uow.conn, workspace_id, conversation_id, type, text, media_in, template_in, reply_to_id, sent_by)
     if type != "template":
         require_open_window(conversation, uow.now)
     if content["media"] and content["media"].get("id"):
@@ -229,6 +231,7 @@ def _validated_content(
     media: MediaIn | None,
     template: TemplateIn | None,
     reply_to_id: str | None,
+    sent_by: Scope | None = None,
 ) -> dict[str, Any]:
     """The message columns for this content; 422 listing every problem."""
     errors: list[dict[str, str]] = []
@@ -251,7 +254,7 @@ def _validated_content(
         if media is None:
             err("media", f"is required for a {type} message")
         else:
-            stored_media = _media_columns(conn, workspace_id, type, media, err)
+            stored_media = _media_columns(conn, workspace_id, type, media, err, sent_by)
     elif media is not None:
         err("media", "is only for image, document, audio and video messages")
     if type == "template":
@@ -279,7 +282,7 @@ def _validated_content(
     }
 
 
-def _media_columns(conn: Connection, workspace_id: str, type: str, media: MediaIn, err: Any) -> dict[str, Any] | None:
+def _media_columns(conn: Connection, workspace_id: str, type: str, media: MediaIn, err: Any, sent_by: Scope | None) -> dict[str, Any] | None:
     if (media.url is None) == (media.upload_id is None):
         err("media", "give exactly one of url or upload_id")
         return None
@@ -294,7 +297,8 @@ def _media_columns(conn: Connection, workspace_id: str, type: str, media: MediaI
         guessed = mimetypes.guess_type(parts.path)[0]
         out.update(url=media.url, mime_type=guessed, filename=media.filename or (os.path.basename(parts.path) or None))
     else:
-        upload = repo.get_upload(conn, workspace_id, media.upload_id)
+        # Not another member's unsent file, nor one sent in a conversation the sender cannot see.
+        upload = repo.get_visible_upload(conn, sent_by, media.upload_id) if sent_by else repo.get_upload(conn, workspace_id, media.upload_id)
         if upload is None:
             err("media.upload_id", "is not an upload of this workspace")
             return None
