@@ -238,6 +238,8 @@ async def test_inbound_media_is_downloaded_through_the_provider(client, workspac
     assert m.media["caption"] == "Bukti transfer" and m.media["size"] == len(jpeg)
     [upload] = await rows(client, t.uploads, workspace.ws)
     assert (upload.id, upload.origin, upload.mime_type, upload.size) == (m.media["id"], "inbound", "image/jpeg", len(jpeg))
+    # It belongs to its conversation (kabar.auth.visibility: downloadable by whoever may see that).
+    assert (upload.conversation_id, upload.contact_id) == (m.conversation_id, m.contact_id)
     assert (Path(settings.data_dir) / upload.path).read_bytes() == jpeg
 
 
