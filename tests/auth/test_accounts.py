@@ -396,3 +396,17 @@ def test_operator_made_users_count_as_verified(tmp_path: Path, backend):
 
     row = asyncio.run(run())
     assert row.email == "op@example.test" and row.email_verified_at is not None
+
+
+async def test_concurrent_accepts_of_one_invitation_make_one_account(client, tenant):
+    email_addr = fresh_email("twice")
+    await invite(tenant, email_addr)
+    token = await mailed_token(client, email_addr, "/accept-invite")
+    body = {"token": token, "password": PASSWORD}
+    responses = await asyncio.gather(*(client.post("/v1/invitations/accept", json=body) for _ in range(4)))
+    assert sorted(r.status_code for r in responses) == [200, 410, 410, 410], [r.text for r in responses]
+
+    def _users(conn: Any) -> int:
+        return len(conn.execute(select(t.users.c.id).where(t.users.c.email == email_addr)).all())
+
+    assert await client.runtime.db.read(_users) == 1

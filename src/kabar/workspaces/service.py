@@ -281,6 +281,8 @@ def accept_invitation(
     if user is None:
         if not data.password:
             raise invalid("password", "is required to create your account")
+        auth_service.validate_password(data.password)
+        _claim(uow, row)
         user_id = auth_service.create_user(uow, email=row.email, password=data.password, name=data.name or row.name or "", verified=False)
         user = auth_repo.user_by_id(uow.conn, user_id)
         auth_service.send_verification_mail(uow, user)
@@ -299,18 +301,27 @@ def accept_invitation(
             409, "password-not-accepted", "No password here",
             "You are signed in to this account: accept without a password (change passwords on your account page).",
         )
+    else:
+        _claim(uow, row)
     if not auth_repo.member_role(uow.conn, row.workspace_id, user.id):
         uow.conn.execute(
             insert(t.members).values(workspace_id=row.workspace_id, user_id=user.id, role=row.role, settings={}, created_at=uow.now)
         )
-    uow.conn.execute(
-        update(t.invitations)
-        .where(t.invitations.c.workspace_id == row.workspace_id, t.invitations.c.id == row.id)
-        .values(status="accepted", accepted_at=uow.now)
-    )
     uow.emit(row.workspace_id, "member.added", {"user_id": user.id, "role": row.role})
     result["user"] = auth_service.user_json(user)
     return result
+
+
+def _claim(uow: UnitOfWork, row: Any) -> None:
+    """Mark the invitation accepted before anything is created: of two concurrent accepts, the
+    second waits on this row and then finds it no longer pending (410), instead of a duplicate."""
+    claimed = uow.conn.execute(
+        update(t.invitations)
+        .where(t.invitations.c.workspace_id == row.workspace_id, t.invitations.c.id == row.id, t.invitations.c.status == "pending")
+        .values(status="accepted", accepted_at=uow.now)
+    )
+    if not claimed.rowcount:
+        raise Problem(410, "invitation-expired", "Invitation no longer valid", "This invitation was accepted already")
 
 
 def _invitation_by_token(conn: Connection, token: str) -> Any:
