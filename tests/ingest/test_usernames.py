@@ -234,3 +234,17 @@ async def test_a_delivered_status_teaches_the_contact_its_user_id(client, worksp
     assert [c.id for c in await contacts(client, workspace.ws)] == [contact.id]
     assert await count(client, t.conversations, workspace.ws) == 1
     assert (await rows(client, t.messages, workspace.ws, t.messages.c.provider_message_id == "wamid.OURS-9"))[0].status == "delivered"
+
+
+async def test_marketing_preference_of_an_id_only_customer(client, workspace):
+    """``user_preferences`` for a username user names only their ``user_id`` (``wa_id`` empty).
+    Before: skipped for want of a phone."""
+    channel = await configure(workspace, "meta")
+    await post_case(client, channel, "user_id_only")
+    pref = p.meta_envelope(channel.pnid, {
+        "contacts": [{"profile": {"name": "Sheena", "username": "@realsheena"}, "wa_id": "", "user_id": USER_ID}],
+        "user_preferences": [{"wa_id": "", "user_id": USER_ID, "detail": "User requested to stop marketing messages",
+                              "category": "marketing_messages", "value": "stop", "timestamp": 1749416700}]}, field="user_preferences")
+    assert (await post_meta(client, channel, pref)).status_code == 200
+    [contact] = await contacts(client, workspace.ws)
+    assert contact.attributes["whatsapp_marketing_messages"] == "stop"

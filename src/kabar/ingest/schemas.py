@@ -121,10 +121,11 @@ class PreferenceChanged(msgspec.Struct, tag="preference", omit_defaults=True):
     """The customer stopped or resumed marketing messages."""
 
     phone_number_id: str
-    wa_id: str
+    wa_id: str | None  # the customer's phone, or (username users) only their ``user_id``
     category: str
     value: str
     timestamp: datetime | None = None
+    user_id: str | None = None
 
 
 class Typing(msgspec.Struct, tag="typing", omit_defaults=True):

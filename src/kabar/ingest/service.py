@@ -876,7 +876,8 @@ class Applier:
         self._set_identity(contact, {"whatsapp_user_id": event.new_user_id, "attributes": attributes})
 
     def _on_preferencechanged(self, event: PreferenceChanged) -> None:
-        contact = repo.contact_by_phone(self.conn, self.ws, from_wa_id(event.wa_id))
+        contact = self._lookup(from_wa_id(event.wa_id), None) if event.wa_id else None
+        contact = contact or self._lookup(None, event.user_id)
         if contact is None:
             return
         attributes = dict(contact.attributes or {})

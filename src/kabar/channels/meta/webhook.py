@@ -109,9 +109,10 @@ def _change_events(change: dict[str, Any]) -> list[Event]:
             out.extend(message_events(pnid, message, wa_id=customer, contact=contact, direction="outbound", origin="business_app"))
     elif field == "user_preferences":
         for pref in value.get("user_preferences") or []:
-            customer = usable_wa_id(pref.get("wa_id"))
-            if customer:
-                out.append(PreferenceChanged(pnid, customer, str(pref.get("category") or ""), str(pref.get("value") or ""), parse_ts(pref.get("timestamp"))))
+            customer, user_id = usable_wa_id(pref.get("wa_id")), _str(pref.get("user_id") or None)
+            if customer or user_id:
+                out.append(PreferenceChanged(pnid, customer, str(pref.get("category") or ""), str(pref.get("value") or ""),
+                                             parse_ts(pref.get("timestamp")), user_id))
     else:
         out.append(Ignored(str(field or "unknown"), "field not used by Kabar", pnid or None))
     return out or [Ignored(str(field or "unknown"), "nothing to apply", pnid or None)]
