@@ -1,8 +1,8 @@
 """Tenancy by construction: tenant SQL lives in repository modules, and what runs is scoped.
 
 The static half (this file) reads the source: statements over a tenant table (a table with a
-``workspace_id`` column) are built only in ``repository.py`` modules, and every public function of
-a repository module takes the caller's ``Scope``. The dynamic half is the tracer every test runs
+``workspace_id`` column) are built only in ``repository.py`` modules, and every public repository
+function that touches a tenant table takes the caller's ``Scope``. The dynamic half is the tracer every test runs
 under (tests/sqltrace/tenant_sql.py, installed by tests/conftest.py): it fails the run on any
 statement over a tenant table without ``workspace_id``; the last tests here check the tracer itself.
 """
