@@ -38,6 +38,10 @@ INVITATION_CREATED = "invitation.created"
 API_KEY_CREATED = "api_key.created"
 API_KEY_REVOKED = "api_key.revoked"
 WEBHOOK_DISABLED = "webhook.disabled"  # an outgoing-webhook endpoint failed too long (kabar.integrations)
+WEBHOOK_CREATED = "webhook.created"  # outgoing-webhook endpoints (kabar.integrations): payload without the secret
+WEBHOOK_UPDATED = "webhook.updated"
+WEBHOOK_DELETED = "webhook.deleted"
+INVITATION_UPDATED = "invitation.updated"  # accepted or revoked
 CHANNEL_UPDATED = "channel.updated"  # kabar.channels.service
 WORKSPACE_SEEDED = "workspace.seeded"  # kabar.demo
 # ARI settings (kabar.ari.service): "<family>.created|updated|deleted" for the small tables.
@@ -85,10 +89,21 @@ AUDIENCE: dict[str, Audience] = {
     API_KEY_CREATED: Audience.MANAGERS,
     API_KEY_REVOKED: Audience.MANAGERS,
     WEBHOOK_DISABLED: Audience.MANAGERS,
+    WEBHOOK_CREATED: Audience.MANAGERS,
+    WEBHOOK_UPDATED: Audience.MANAGERS,
+    WEBHOOK_DELETED: Audience.MANAGERS,
+    INVITATION_UPDATED: Audience.MANAGERS,
     CHANNEL_UPDATED: Audience.MANAGERS,
     ARI_CONFIG_UPDATED: Audience.MANAGERS,
     ARI_SCORING_UPDATED: Audience.MANAGERS,
     **{f"{family}.{verb}": Audience.MANAGERS for family in ARI_SETTINGS_FAMILIES for verb in ("created", "updated", "deleted")},
+}
+
+
+# Managers-only types whose other readers still receive the event, reduced to these fields (the
+# rest is for owners and admins): members' pages show the workspace's name and owner.
+MEMBER_VIEW: dict[str, tuple[str, ...]] = {
+    WORKSPACE_UPDATED: ("id", "name", "slug", "owner_id", "timezone", "created_at"),
 }
 
 
@@ -104,8 +119,9 @@ def known_types() -> frozenset[str]:
 
 def reassigned(data: dict[str, Any], previous_assignee_id: str | None) -> dict[str, Any]:
     """The payload of a ``contact.updated`` / ``conversation.updated`` whose assignee changed:
-    it also reaches the previous assignee, whose open inbox then drops the customer."""
-    if previous_assignee_id and previous_assignee_id != data.get("assignee_id"):
+    it also reaches the previous assignee, whose open inbox then drops the customer. ``None`` is
+    kept: the customer was in the shared queue, so every member saw it and must learn it left."""
+    if previous_assignee_id != data.get("assignee_id"):
         return {**data, "previous_assignee_id": previous_assignee_id}
     return data
 

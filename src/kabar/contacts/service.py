@@ -810,7 +810,8 @@ def merge_rows(uow: UnitOfWork, ws: str, keep: Any, gone: Any, author: dict[str,
     if moved:
         conversation = repo.conversation_of(conn, ws, keep.id)
         if removed_conversation is not None:
-            deleted = {"id": removed_conversation, "contact_id": gone.id, "merged_into": conversation.id}
+            # assignee_id: the contact is gone, so the payload says who had it (kabar.realtime.service.audience).
+            deleted = {"id": removed_conversation, "contact_id": gone.id, "assignee_id": gone.assignee_id, "merged_into": conversation.id}
             uow.emit(ws, events.CONVERSATION_DELETED, deleted, contact_id=gone.id)
         uow.emit(ws, events.CONVERSATION_UPDATED, payload(conversation_out(conversation, merged)), contact_id=keep.id)
     return out

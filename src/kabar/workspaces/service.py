@@ -13,7 +13,7 @@ from kabar.assignment import service as assignment
 from kabar.auth import repository as auth_repo
 from kabar.auth import service as auth_service
 from kabar.auth.cache import credentials_changed
-from kabar.auth.scope import Scope
+from kabar.auth.scope import Principal, Scope
 from kabar.db import tables as t
 from kabar.db.uow import UnitOfWork
 from kabar.errors import Problem, conflict, forbidden, invalid, not_found
@@ -159,12 +159,17 @@ def update_member(uow: UnitOfWork, scope: Scope, user_id: str, data: s.MemberUpd
         scope.require("members.transfer_ownership")
         if data.role != "owner":
             raise conflict("The owner's role changes only by making someone else owner", slug="owner-required")
+        old_owners = [r.user_id for r in _member_rows(uow.conn, scope) if r.role == "owner"]
         uow.conn.execute(
             update(t.members)
             .where(t.members.c.workspace_id == scope.workspace_id, t.members.c.role == "owner")
             .values(role="admin")
         )
         uow.conn.execute(update(t.workspaces).where(t.workspaces.c.id == scope.workspace_id).values(owner_id=user_id, updated_at=uow.now))
+        # Open pages show the old owner as admin and the workspace's new owner_id.
+        for old_owner in old_owners:
+            uow.emit(scope.workspace_id, "member.updated", {"user_id": old_owner, "role": "admin"})
+        uow.emit(scope.workspace_id, "workspace.updated", _public(get_workspace(uow.conn, scope)))
     uow.conn.execute(
         update(t.members).where(t.members.c.workspace_id == scope.workspace_id, t.members.c.user_id == user_id).values(role=data.role)
     )
@@ -229,9 +234,10 @@ def create_invitation(uow: UnitOfWork, scope: Scope, data: s.InvitationCreate) -
     )
     _mail_invitation(uow, scope, email, data.role, f"{invitation_id}.{secret}")
     row = uow.conn.execute(scope.select(t.invitations).where(t.invitations.c.id == invitation_id)).one()
-    # No address in the event: every subscriber of the workspace's feed receives it.
-    uow.emit(scope.workspace_id, "invitation.created", {"id": invitation_id, "role": data.role, "status": "pending"})
-    return _invitation_out(row)
+    out = _invitation_out(row)
+    # The invitation as the list shows it: the event reaches owners and admins only (kabar.events.AUDIENCE).
+    uow.emit(scope.workspace_id, "invitation.created", _public(out))
+    return out
 
 
 def _mail_invitation(uow: UnitOfWork, scope: Scope, email: str, role: str, token: str) -> None:
@@ -307,7 +313,10 @@ def accept_invitation(
         uow.conn.execute(
             insert(t.members).values(workspace_id=row.workspace_id, user_id=user.id, role=row.role, settings={}, created_at=uow.now)
         )
-    uow.emit(row.workspace_id, "member.added", {"user_id": user.id, "role": row.role})
+    _invitation_changed(uow, row.workspace_id, row.id)
+    joined = Scope(workspace_id=row.workspace_id, role=row.role, principal=Principal(kind="session", user_id=user.id))
+    # The member as the members list shows it (every staff member reads that list).
+    uow.emit(row.workspace_id, "member.added", _public(_member_out(_member_rows(uow.conn, joined, user.id)[0])))
     result["user"] = auth_service.user_json(user)
     return result
 
@@ -362,6 +371,13 @@ def revoke_invitation(uow: UnitOfWork, scope: Scope, invitation_id: str) -> None
     )
     if not result.rowcount:
         raise not_found("Invitation")
+    _invitation_changed(uow, scope.workspace_id, invitation_id)
+
+
+def _invitation_changed(uow: UnitOfWork, workspace_id: str, invitation_id: str) -> None:
+    """Accepted or revoked: open settings pages show its new status."""
+    row = uow.conn.execute(select(t.invitations).where(t.invitations.c.workspace_id == workspace_id, t.invitations.c.id == invitation_id)).one()
+    uow.emit(workspace_id, "invitation.updated", _public(_invitation_out(row)))
 
 
 # -- API keys ---------------------------------------------------------------------------------
@@ -393,7 +409,7 @@ def create_api_key(uow: UnitOfWork, scope: Scope, data: s.ApiKeyCreate) -> s.Api
         )
     )
     row = uow.conn.execute(select(t.api_keys).where(t.api_keys.c.id == key_id)).one()
-    uow.emit(scope.workspace_id, "api_key.created", {"id": key_id, "name": row.name})
+    uow.emit(scope.workspace_id, "api_key.created", _public(_api_key_out(row)))  # never the secret
     return _api_key_out(row, secret=secret)
 
 
@@ -406,7 +422,8 @@ def revoke_api_key(uow: UnitOfWork, scope: Scope, key_id: str) -> None:
     )
     if not result.rowcount:
         raise not_found("API key")
-    uow.emit(scope.workspace_id, "api_key.revoked", {"id": key_id})
+    row = uow.conn.execute(select(t.api_keys).where(t.api_keys.c.workspace_id == scope.workspace_id, t.api_keys.c.id == key_id)).one()
+    uow.emit(scope.workspace_id, "api_key.revoked", _public(_api_key_out(row)))
     credentials_changed(uow)
 
 
