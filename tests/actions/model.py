@@ -55,7 +55,7 @@ GONE_VERBS = ("deleted", "removed")
 # the message that sends it), ``workspace.created`` (before anyone has the page open).
 NO_STATE = frozenset({"upload.created", "workspace.created"})
 # Fields of a conversation's contact summary that a contact.updated refreshes (inbox.js pickSummary).
-SUMMARY = ("id", "phone", "name", "profile_name", "lead_status", "lead_score", "tags")
+SUMMARY = ("id", "phone", "whatsapp_user_id", "username", "name", "profile_name", "lead_status", "lead_score", "tags")
 # ARI events are hints: the panel reloads the conversation's ARI state (contact-panel.js loadAri).
 HINTS = ("ari.state_changed", "ari.handoff")
 # Payload fields that say who gets an event, not part of the resource (kabar.realtime.service).
