@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.sql import Select
 
+from kabar.auth.scope import Scope
 from kabar.db import tables as t
 from kabar.db.prepared_writes import Statement, fetch_first
 
@@ -140,11 +141,11 @@ def get_conversation(conn: Connection, workspace_id: str, conversation_id: str) 
     return conn.execute(select(c).where(c.c.workspace_id == workspace_id, c.c.id == conversation_id)).first()
 
 
-def ai_paused_for_update(conn: Connection, workspace_id: str, conversation_id: str) -> bool | None:
+def ai_paused_for_update(conn: Connection, scope: Scope, conversation_id: str) -> bool | None:
     """The conversation's ``ai_paused``, its row locked until commit (PostgreSQL; SQLite's
     writers are serialized anyway); None when there is no such conversation."""
     c = t.conversations
-    stmt = select(c.c.ai_paused).where(c.c.workspace_id == workspace_id, c.c.id == conversation_id).with_for_update()
+    stmt = scope.select(c, c.c.ai_paused).where(c.c.id == conversation_id).with_for_update()
     return conn.execute(stmt).scalar()
 
 

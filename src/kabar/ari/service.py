@@ -733,7 +733,7 @@ def apply_turn(uow: UnitOfWork, loaded: Loaded, inp: TurnInput, result: TurnResu
     conn, now, ws = uow.conn, uow.now, loaded.workspace_id
     # Locked (PostgreSQL) until this turn commits: a human takeover (a staff send, an assignment)
     # that commits first is seen here, one that comes later waits for this turn's messages.
-    if repo.ai_paused_for_update(conn, ws, loaded.conversation_id) is not False:
+    if repo.ai_paused_for_update(conn, assignment.workspace_scope(ws), loaded.conversation_id) is not False:
         return False
     conversation = conv_repo.get_joined(conn, ws, loaded.conversation_id)
     state = repo.get_state(conn, ws, loaded.conversation_id)
