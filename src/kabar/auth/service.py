@@ -425,6 +425,11 @@ def _link_or_provision(uow: UnitOfWork, issuer: str, subject: str, email: str | 
     email = str(email).strip().lower()
     user = repo.user_by_email(uow.conn, email)
     if user is not None and not (email_verified and user.email_verified_at is not None):
+        # A concurrent first request of this subject may have created that very account since
+        # the first look (statements see newer commits): then it is theirs already.
+        linked = repo.identity_user(uow.conn, issuer, subject)
+        if linked is not None:
+            return linked
         raise Problem(
             403,
             "identity-not-linked",
