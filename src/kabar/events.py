@@ -126,6 +126,15 @@ def reassigned(data: dict[str, Any], previous_assignee_id: str | None) -> dict[s
     return data
 
 
+def reassignment_notice(data: dict[str, Any]) -> dict[str, Any]:
+    """What a reassignment's event says to those who saw the customer before and no longer may:
+    which conversation or contact, and its new assignee (enough for an open inbox to drop it)."""
+    notice = {key: data[key] for key in ("id", "contact_id", "assignee_id", "previous_assignee_id") if key in data}
+    if isinstance(data.get("contact"), dict):
+        notice["contact"] = {"id": data["contact"].get("id")}
+    return notice
+
+
 def payload(resource: Any) -> dict[str, Any]:
     """A msgspec struct (or dict) as plain JSON-ready builtins (datetimes as RFC 3339 strings)."""
     return msgspec.to_builtins(resource)

@@ -14,15 +14,7 @@ from tests.actions.harness import OUTSIDE_ROUTES, SCENARIOS, app_routes, make_wo
 
 # Gaps found and not fixed here, each with who owns the fix. Strict: when fixed, the xfail fails
 # and the entry must go.
-_MEMBERS_MISS_WORKSPACE = (
-    "workspace.updated reaches owners and admins only (kabar.events.AUDIENCE: it carries the settings), "
-    "but GET /workspaces/{ws} answers members too and their pages show the name and owner: "
-    "a members' copy of the event or a members' view of the workspace is needed (helper D, event audiences)"
-)
-KNOWN_GAPS = {
-    "rename_workspace": _MEMBERS_MISS_WORKSPACE,
-    "transfer_ownership": _MEMBERS_MISS_WORKSPACE,
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def _cases(jobs: bool) -> list:

@@ -111,12 +111,15 @@ async def test_a_members_feeds_carry_no_invitations_settings_keys_channel_or_oth
 
         secrets_ = {"invitee email": invitee, "workspace setting": setting, "channel": channel.pnid, "API key": key_name,
                     "upload id": upload_id, "colleague's contact": theirs}
-        private_types = {"invitation.created", "workspace.updated", "channel.updated", "api_key.created", "upload.created"}
+        private_types = {"invitation.created", "channel.updated", "api_key.created", "upload.created"}
         feeds = {"WebSocket": member_sock.events(), "SSE": sse.events(), "polling": polled["data"]}
         leaks = [f"{name}: {what}" for name, events in feeds.items() for what, value in secrets_.items() if value in json.dumps(events)]
         leaks += [f"{name}: {e['type']}" for name, events in feeds.items() for e in events if e["type"] in private_types]
         assert not leaks, leaks
         assert all(_about(events, marker) for events in feeds.values())
+        # The workspace's name and owner do reach members, without the settings.
+        renamed = [e["data"] for events in feeds.values() for e in events if e["type"] == "workspace.updated"]
+        assert len(renamed) == 3 and all(set(data) == {"id", "name", "slug", "owner_id", "timezone", "created_at"} for data in renamed)
         # The check bites: the owner's feed carries every one of them.
         owner_text = json.dumps(owner_sock.events())
         assert [what for what, value in secrets_.items() if value not in owner_text and what != "invitee email"] == []

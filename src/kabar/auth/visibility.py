@@ -101,19 +101,9 @@ def may_see(viewer: Viewer, row: Any) -> bool:
     return viewer.sees_all or row.assignee_id is None or row.assignee_id == viewer.user_id
 
 
-UNCHANGED: Any = object()  # ``audience``'s previous owner when the event is not a reassignment
-
-
-def audience(row: Any, previous_assignee_id: Any = UNCHANGED) -> Audience:
-    """Who may see an event about the customer ``row`` (its ``owner_columns``). For a
-    reassignment, whoever saw the customer before is added, so that they learn it is gone: the
-    previous assignee, or everyone when it was unassigned (``previous_assignee_id`` None)."""
-    assignee = row.assignee_id
-    if assignee is None or (previous_assignee_id is None and previous_assignee_id is not UNCHANGED):
-        return EVERYONE
-    if previous_assignee_id is not UNCHANGED and previous_assignee_id != assignee:
-        return (assignee, previous_assignee_id)
-    return (assignee,)
+def audience(row: Any) -> Audience:
+    """Who may see an event about the customer ``row`` (its ``owner_columns``)."""
+    return EVERYONE if row.assignee_id is None else (row.assignee_id,)
 
 
 @dataclass(frozen=True, slots=True)

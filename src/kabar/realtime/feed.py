@@ -42,7 +42,7 @@ import msgspec
 
 from kabar.auth.visibility import Viewer
 from kabar.realtime import repository as repo
-from kabar.realtime.service import LogEvent, needs_resync, to_events
+from kabar.realtime.service import LogEvent, needs_resync, to_events, view
 from kabar.realtime.transport import RawWriter
 
 if TYPE_CHECKING:
@@ -300,8 +300,8 @@ class Subscription:
             return []
         events = to_events(rows)
         self.cursor = events[-1].seq
-        sees = self.viewer.sees
-        return [ev for ev in events if sees(ev.audience)]
+        viewer = self.viewer
+        return [seen for ev in events if (seen := view(viewer, ev)) is not None]
 
     def close(self) -> None:
         if self._feed is not None:
@@ -320,8 +320,8 @@ class StreamSubscription(Subscription):
         self._wake = asyncio.Event()
 
     def offer(self, events: list[LogEvent]) -> None:
-        sees = self.viewer.sees
-        self._queue(ev for ev in events if sees(ev.audience))
+        viewer = self.viewer
+        self._queue(seen for ev in events if (seen := view(viewer, ev)) is not None)
         self._wake.set()
 
     def offer_ephemeral(self, item: Ephemeral) -> None:
@@ -413,7 +413,7 @@ class SocketSubscription(Subscription):
     def offer(self, events: list[LogEvent]) -> None:
         if self.closed:
             return
-        sees = self.viewer.sees
+        viewer = self.viewer
         if self.pump is None and self.cursor >= self.catchup_to:
             raw = self.raw
             if raw is not None and raw.ready():
@@ -421,8 +421,9 @@ class SocketSubscription(Subscription):
                 for ev in events:
                     if ev.seq > self.cursor:
                         self.cursor = ev.seq
-                        if sees(ev.audience):
-                            frames.append(ev.frame)
+                        seen = view(viewer, ev)
+                        if seen is not None:
+                            frames.append(seen.frame)
                 if frames:
                     self.active = True
                     try:
@@ -435,12 +436,13 @@ class SocketSubscription(Subscription):
                 if ev.seq <= self.cursor:
                     continue
                 self.cursor = ev.seq
-                if sees(ev.audience) and not self._send_now(ev.message):
+                seen = view(viewer, ev)
+                if seen is not None and not self._send_now(seen.message):
                     if not self.closed:  # the send is waiting: the pump takes the rest
-                        self._queue(e for e in events[i + 1 :] if sees(e.audience))
+                        self._queue(s for e in events[i + 1 :] if (s := view(viewer, e)) is not None)
                     return
         else:
-            self._queue(ev for ev in events if sees(ev.audience))
+            self._queue(seen for ev in events if (seen := view(viewer, ev)) is not None)
             self._start_pump()
 
     def offer_ephemeral(self, item: Ephemeral) -> None:

@@ -14,10 +14,11 @@ contact's primary key, ``repository.read_after``). Why at read time:
   compares user ids, which is what lets one process serve thousands of sockets.
 
 Two refinements: when the contact no longer exists (deleted, merged away), the payload's own
-``assignee_id`` decides (absent → only those who see every customer: nothing leaks); and a
-reassignment's event (``previous_assignee_id`` in the payload, ``kabar.events.reassigned``) also
-reaches whoever saw the customer before (the previous assignee; every member when it was
-unassigned), so their open inbox drops it.
+``assignee_id`` decides (absent → only those who see every customer: nothing leaks); and
+whoever saw the customer before a reassignment (``previous_assignee_id`` in the payload,
+``kabar.events.reassigned``: the previous assignee, or every member when it was unassigned) gets
+the event reduced to a notice (``kabar.events.reassignment_notice``), so their open inbox drops
+it and learns nothing more.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from kabar.auth.visibility import Audience, Owner, Viewer
 from kabar.config import Settings
 from kabar.db.engine import Database
 from kabar.events import Audience as Kind
-from kabar.events import audience_of
+from kabar.events import MEMBER_VIEW, audience_of, reassignment_notice
 from kabar.hooks import retention_floor
 from kabar.realtime import repository as repo
 from kabar.realtime.transport import ws_frame
 
-__all__ = ["LogEvent", "Viewer", "audience", "cleanup", "needs_resync", "read_page", "to_events"]  # Viewer: kabar.auth.visibility
+__all__ = ["LogEvent", "Viewer", "audience", "cleanup", "needs_resync", "read_page", "to_events", "view"]  # Viewer: kabar.auth.visibility
 _encode = msgspec.json.Encoder().encode
 
 
@@ -53,6 +54,7 @@ class LogEvent:
     created_at: datetime
     contact_id: str | None
     audience: Audience  # kabar.auth.visibility: None = every reader, else who may see it
+    member_view: LogEvent | None = field(default=None)  # what the others get (kabar.events.MEMBER_VIEW)
     _message: dict[str, str] | None = field(default=None)
     _frame: bytes | None = field(default=None)
     _sse: str | None = field(default=None)
@@ -94,28 +96,39 @@ def audience(event_type: str, contact_id: str | None, contact_found: Any, owner:
     if kind is Kind.AUTHOR:
         author = fields.get("created_by")
         return (author,) if author else visibility.NO_MEMBER
-    previous = fields.get("previous_assignee_id", visibility.UNCHANGED)  # a reassignment (kabar.events.reassigned)
     if contact_id is None:  # about a customer, but which one is not recorded: no member
         return visibility.NO_MEMBER
-    if contact_found is None:  # the contact is gone: trust the payload, or show only who saw it before
+    if contact_found is None:  # the contact is gone: trust the payload, or no member
         if "assignee_id" not in fields:
-            return visibility.NO_MEMBER if previous is visibility.UNCHANGED else visibility.audience(Owner(previous))
+            return visibility.NO_MEMBER
         owner = Owner(fields["assignee_id"])
-    return visibility.audience(owner, previous)
+    return visibility.audience(owner)
 
 
 def to_events(rows: list[Any]) -> list[LogEvent]:
-    return [
-        LogEvent(
-            seq=int(row.seq),
-            type=row.type,
-            data=row.data,
-            created_at=row.created_at,
-            contact_id=row.contact_id,
-            audience=audience(row.type, row.contact_id, row.contact_found, row, row.data),
-        )
-        for row in rows
-    ]
+    events = []
+    for row in rows:
+        seq, aud = int(row.seq), audience(row.type, row.contact_id, row.contact_found, row, row.data)
+        event = LogEvent(seq=seq, type=row.type, data=row.data, created_at=row.created_at, contact_id=row.contact_id, audience=aud)
+        fields = MEMBER_VIEW.get(row.type)
+        if fields is not None and isinstance(row.data, dict):
+            data = {name: row.data[name] for name in fields if name in row.data}
+            event.member_view = LogEvent(seq, row.type, data, row.created_at, row.contact_id, visibility.EVERYONE)
+        elif isinstance(row.data, dict) and "previous_assignee_id" in row.data and audience_of(row.type) is Kind.CONTACT:
+            # A reassignment: whoever saw the customer before (its previous assignee, or every
+            # member when it was unassigned) is told it is gone, and no more than that.
+            before = visibility.audience(Owner(row.data["previous_assignee_id"]))
+            event.member_view = LogEvent(seq, row.type, reassignment_notice(row.data), row.created_at, row.contact_id, before)
+        events.append(event)
+    return events
+
+
+def view(viewer: Viewer, event: LogEvent) -> LogEvent | None:
+    """The copy of ``event`` this viewer receives: the event itself, its members' view, or none."""
+    if viewer.sees(event.audience):
+        return event
+    partial = event.member_view
+    return partial if partial is not None and viewer.sees(partial.audience) else None
 
 
 def needs_resync(since: int | None, oldest: int, last: int) -> bool:
@@ -138,7 +151,7 @@ def read_page(conn: Any, ctx: Scope, since: int | None, limit: int) -> dict[str,
     after = max(0, oldest - 1) if since is None or resync else since
     rows = repo.read_after(conn, ctx.workspace_id, after, limit)
     viewer = ctx.viewer
-    events = [ev.public() for ev in to_events(rows) if viewer.sees(ev.audience)]
+    events = [seen.public() for ev in to_events(rows) if (seen := view(viewer, ev)) is not None]
     next_since = int(rows[-1].seq) if rows else after
     return {
         "data": events,
