@@ -210,9 +210,27 @@ async def redeliver(w: World) -> Any:
         return (await w.call("GET", f"/webhooks/{hook['id']}/deliveries"))["data"]
 
     first = (await wait_for(delivered, timeout=30))[0]
+
+    async def failing() -> bool:  # that first failure's bookkeeping is done before the snapshot
+        return (await w.call("GET", f"/webhooks/{hook['id']}"))["status"] == "failing"
+
+    await wait_for(failing, timeout=30)
     w.scratch["url"] = f"/webhooks/{hook['id']}/deliveries/{first['id']}/redeliver"
     yield
     await w.call("POST", w.scratch["url"])
+
+
+@action("POST /contacts/{contact_id}/notes", "webhook_starts_failing", needs_jobs=True)
+async def webhook_starts_failing(w: World) -> Any:
+    """The delivery job finds the receiver down: the settings page shows the endpoint failing."""
+    hook = await w.call("POST", "/webhooks", json={**_hook(), "events": ["note.*"]})
+    yield
+    await w.call("POST", f"/contacts/{w.a.contact_id}/notes", json={"content": "Kirim ke CRM"})
+
+    async def failing() -> bool:
+        return (await w.call("GET", f"/webhooks/{hook['id']}"))["status"] == "failing"
+
+    await wait_for(failing, timeout=30)
 
 
 # -- ARI settings ---------------------------------------------------------------------------
