@@ -121,3 +121,22 @@ async def test_a_handoff_to_the_booked_consultant_assigns_the_customer(client, t
         assert (await client.get(url, headers=consultant.headers)).status_code == 200
     announced = {e.type for e in await rows_of(client, t.events, tenant.ws) if (e.data or {}).get("assignee_id") == consultant.user_id}
     assert {"contact.updated", "conversation.updated"} <= announced
+
+
+async def test_a_reply_from_the_whatsapp_business_app_pauses_ari(client, tenant, server, jobs):
+    # Before: an echo of a staff reply typed in the WhatsApp Business app (origin business_app) was
+    # stored but left ai_paused false, and ARI answered the customer's next message.
+    from kabar.channels.fake import payloads as p
+    from tests.channels.support import post_kapso
+
+    channel = await kapso_channel(tenant, server)
+    await enable_ari(tenant)
+    customer = Customer(tenant, channel)
+    assert len(await customer.say("halo kak, mau tanya kuliah di Australia")) == 1
+    wamid = p.new_wamid()
+    status = p.meta_status(wamid, "sent", customer.phone.lstrip("+"), int(__import__("time").time()))
+    echo = p.kapso_outbound(pnid=channel.pnid, phone=customer.phone, wamid=wamid, statuses=[status],
+                            message={"type": "text", "text": {"body": "Halo, saya Dewi dari HP kantor"}}, origin="business_app")
+    assert (await post_kapso(client, channel, echo, "whatsapp.message.sent")).status_code == 200
+    assert (await _conversation(tenant, customer.conversation_id))["ai_paused"] is True
+    assert await customer.say("Budi Santoso") == []

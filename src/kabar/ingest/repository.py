@@ -193,6 +193,7 @@ _BUMP_CONVERSATION = Statement(
         last_inbound_at=_later(V.c.last_inbound_at, _inbound_at),
         status=case((_asleep, "open"), else_=V.c.status),
         snoozed_until=case((_asleep, None), else_=V.c.snoozed_until),
+        ai_paused=or_(V.c.ai_paused, bindparam("takeover", type_=t.conversations.c.ai_paused.type)),
         updated_at=_now,
     )
     .returning(*V.c)
@@ -210,9 +211,10 @@ def bump_conversation(
     preview: str | None,
     inbound_at: datetime | None,
     reopen: bool,
+    takeover: bool = False,
 ) -> Any:
     params = {"ws": workspace_id, "b_id": conversation_id, "now": now, "unread": unread, "last_at": last_at,
-              "preview": preview or "", "inbound_at": inbound_at, "reopen": reopen}
+              "preview": preview or "", "inbound_at": inbound_at, "reopen": reopen, "takeover": takeover}
     return fetch_first(conn, _BUMP_CONVERSATION, params)
 
 

@@ -440,6 +440,7 @@ class _ConversationDelta:
     preview: str | None = None
     inbound_at: datetime | None = None
     reopen: bool = False
+    takeover: bool = False  # staff replied from the WhatsApp Business app: ARI stops here
 
 
 class Applier:
@@ -740,6 +741,8 @@ class Applier:
         delta = self._delta(conversation.id)
         if delta.last_at is None or at >= delta.last_at:
             delta.last_at, delta.preview = at, preview_of(event)
+        if not inbound and not history and event.origin != "cloud_api":
+            delta.takeover = True
         if inbound and content.type != "system":
             delta.inbound_at = max(delta.inbound_at or at, at)
             if not history:
@@ -923,7 +926,7 @@ class Applier:
             d = self.deltas[conversation_id]
             row = repo.bump_conversation(
                 conn, ws, conversation_id, now=self.now, unread=d.unread, last_at=d.last_at, preview=d.preview,
-                inbound_at=d.inbound_at, reopen=d.reopen,
+                inbound_at=d.inbound_at, reopen=d.reopen, takeover=d.takeover,
             )
             conversations_by_id[row.id] = row
             self.conversations[row.contact_id] = row
