@@ -55,11 +55,11 @@ def get_visible_upload(conn: Connection, ctx: Scope, upload_id: str) -> Any:
     return conn.execute(stmt.where(u.c.id == upload_id)).first()
 
 
-def attach_upload(conn: Connection, workspace_id: str, upload_id: str, conversation_id: str, contact_id: str) -> bool:
+def attach_upload(conn: Connection, ctx: Scope, upload_id: str, conversation_id: str, contact_id: str) -> bool:
     """Give an unsent upload its conversation; False if it already has one."""
     result = conn.execute(
         update(u)
-        .where(u.c.workspace_id == workspace_id, u.c.id == upload_id, u.c.conversation_id.is_(None))
+        .where(u.c.workspace_id == ctx.workspace_id, u.c.id == upload_id, u.c.conversation_id.is_(None))
         .values(conversation_id=conversation_id, contact_id=contact_id)
     )
     return bool(result.rowcount)

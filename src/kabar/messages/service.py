@@ -20,6 +20,7 @@ import msgspec
 import regex
 from sqlalchemy import Connection
 
+from kabar.assignment.service import workspace_scope
 from kabar.auth.scope import Scope
 from kabar.conversations import repository as conv_repo
 from kabar.conversations.service import decode_keyset, visible_or_404, write_changes
@@ -201,7 +202,7 @@ def _attach_upload(uow: UnitOfWork, workspace_id: str, upload_id: str, conversat
     """The id of the upload to send in ``conversation``: an unsent upload now belongs to it
     (kabar.auth.visibility); one already sent elsewhere is copied (same file, a new id that
     belongs here), so that each conversation's files follow that conversation's visibility."""
-    if repo.attach_upload(uow.conn, workspace_id, upload_id, conversation.id, conversation.contact_id):
+    if repo.attach_upload(uow.conn, workspace_scope(workspace_id), upload_id, conversation.id, conversation.contact_id):
         return upload_id
     row = repo.get_upload(uow.conn, workspace_id, upload_id)
     if row.conversation_id == conversation.id:
