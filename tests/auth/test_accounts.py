@@ -86,8 +86,9 @@ async def test_owner_cannot_set_the_password_of_an_existing_idp_account(client, 
     assert me.status_code == 200, me.text
     victim_id = me.json()["user"]["id"]
 
-    invitation = await invite(tenant, victim_email)
-    assert "token" not in invitation  # the link goes to the victim's mailbox, not to the owner
+    await invite(tenant, victim_email)
+    # The link goes to the victim's mailbox (a development server without SMTP also shows it to
+    # the inviter; with a mail server it does not: test_password_reset_mail_over_smtp).
     token = await mailed_token(client, victim_email, "/accept-invite")
 
     # Even holding the link (say it leaked), nobody sets a password or gets a session with it.
@@ -368,6 +369,16 @@ async def test_password_reset_mail_over_smtp(mail_db, tmp_path, smtp_server):
         rows = await wait_for(delivered, what="the mail recorded as sent")
         assert [(r.status, r.body) for r in rows] == [("sent", None)]
 
+        # With a mail server, an invitation's link goes to the invitee's mailbox only.
+        user = await new_user(client)  # the reset signed the first one out everywhere
+        response = await client.post("/v1/workspaces", json={"name": "Toko Surat"}, headers=user.headers)
+        assert response.status_code == 201, response.text
+        invited = fresh_email("invitee")
+        response = await client.post(f"/v1/workspaces/{response.json()['id']}/invitations", json={"email": invited, "role": "member"}, headers=user.headers)
+        assert response.status_code == 201, response.text
+        assert "token" not in response.json() and "url" not in response.json()
+        assert await wait_for(lambda: inbox.link(invited, "/accept-invite"), what="the delivered invitation")
+
 
 # -- the outbox on the command line ---------------------------------------------------------
 
@@ -410,3 +421,13 @@ async def test_concurrent_accepts_of_one_invitation_make_one_account(client, ten
         return len(conn.execute(select(t.users.c.id).where(t.users.c.email == email_addr)).all())
 
     assert await client.runtime.db.read(_users) == 1
+
+
+async def test_without_a_mail_server_the_inviter_also_gets_the_link(client, tenant):
+    # A development server keeps mail in the outbox; the inviter may copy the link from the answer.
+    invited = fresh_email("dev-invitee")
+    invitation = await invite(tenant, invited)
+    assert "/accept-invite?token=" in invitation["url"] and invitation["token"] in invitation["url"]
+    assert invitation["token"] == await mailed_token(client, invited, "/accept-invite")
+    listed = (await client.get(f"{tenant.base}/invitations", headers=tenant.owner.headers)).json()["data"]
+    assert all("token" not in row for row in listed)  # shown once, never listed

@@ -52,8 +52,11 @@ class InvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
-class Invitation(msgspec.Struct):
-    """The link (its token) is mailed to the invited address only, never shown to the inviter."""
+class Invitation(msgspec.Struct, omit_defaults=True):
+    """The link (its token) is mailed to the invited address. Only on a development server
+    without a mail server (where the outbox holds it for anyone running ``kabar mail list``) is it
+    also returned once to the inviter, as ``token`` and ``url``: even then an account it creates
+    stays unverified, and an identity-provider sign-in never links to it (kabar.auth.idp)."""
 
     id: str
     email: str
@@ -61,6 +64,8 @@ class Invitation(msgspec.Struct):
     status: str
     expires_at: datetime
     created_at: datetime
+    token: str | None = None
+    url: str | None = None
 
 
 class InvitationAccept(msgspec.Struct, forbid_unknown_fields=True):

@@ -7,6 +7,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, delete, insert, select, update
 
 from kabar.assignment import service as assignment
@@ -232,15 +233,19 @@ def create_invitation(uow: UnitOfWork, scope: Scope, data: s.InvitationCreate) -
             created_at=uow.now,
         )
     )
-    _mail_invitation(uow, scope, email, data.role, f"{invitation_id}.{secret}")
+    token = f"{invitation_id}.{secret}"
+    url = _mail_invitation(uow, scope, email, data.role, token)
     row = uow.conn.execute(scope.select(t.invitations).where(t.invitations.c.id == invitation_id)).one()
     out = _invitation_out(row)
     # The invitation as the list shows it: the event reaches owners and admins only (kabar.events.AUDIENCE).
     uow.emit(scope.workspace_id, "invitation.created", _public(out))
+    settings = uow.db.settings
+    if not settings.smtp_url and settings.env != "production":
+        return msgspec.structs.replace(out, token=token, url=url)
     return out
 
 
-def _mail_invitation(uow: UnitOfWork, scope: Scope, email: str, role: str, token: str) -> None:
+def _mail_invitation(uow: UnitOfWork, scope: Scope, email: str, role: str, token: str) -> str:
     from kabar.mail.service import link, queue_mail
 
     workspace = uow.conn.execute(select(t.workspaces.c.name).where(t.workspaces.c.id == scope.workspace_id)).scalar()
@@ -259,6 +264,7 @@ def _mail_invitation(uow: UnitOfWork, scope: Scope, email: str, role: str, token
             "account with this address, you will be asked to sign in to it. If you did not expect this, ignore this mail.\n"
         ),
     )
+    return url
 
 
 def list_invitations(conn: Connection, scope: Scope) -> list[s.Invitation]:

@@ -310,8 +310,12 @@ async function renderMembers() {
     const invite = onSubmit(formOf(inviteFields, {}, { submit: 'Create invitation' }), async (form) => {
       const inv = await api('POST', `${wsBase}/invitations`, { json: readFields(form, inviteFields) });
       form.reset();
-      // The link goes to their mailbox only (no one else can accept for them).
-      clear(linkBox).append(h('p', { class: 'notice', text: `Invitation mailed to ${inv.email} (valid 7 days). Without a mail server configured, the server's \`kabar mail list\` shows it.` }));
+      // The link goes to their mailbox; a development server without SMTP also returns it here.
+      clear(linkBox).append(h('p', { class: 'notice', text: `Invitation mailed to ${inv.email} (valid 7 days).` }));
+      if (inv.url) {
+        linkBox.append(h('p', { class: 'muted', text: 'No mail server is configured: send them this link yourself (shown once).' }),
+          h('input', { type: 'text', readonly: true, value: inv.url, class: 'invite-link', 'aria-label': 'Invitation link' }));
+      }
       await refresh();
     });
     invite.id = 'invite-form';
