@@ -400,9 +400,9 @@ def list_appointments(
         stmt = stmt.where(a.c.scheduled_at >= start)
     if end is not None:
         stmt = stmt.where(a.c.scheduled_at < end)
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, (datetime, str))
     if after:
-        at = datetime.fromisoformat(after[0])
+        at = after[0]
         stmt = stmt.where((a.c.scheduled_at > at) | ((a.c.scheduled_at == at) & (a.c.id > after[1])))
     rows = conn.execute(stmt.order_by(a.c.scheduled_at, a.c.id).limit(limit + 1)).all()
     more = len(rows) > limit

@@ -18,7 +18,7 @@ from kabar.auth.scope import Scope
 from kabar.contacts import csv_io, service
 from kabar.contacts import schemas as s
 from kabar.contacts.repository import ContactFilters
-from kabar.errors import bad_request, invalid
+from kabar.errors import invalid
 from kabar.http import EncodedJSON, clamp_limit, decode_cursor, encode_cursor, provide_scope, runtime_of, scope_of
 from kabar.idempotency import fingerprint, run_idempotent
 
@@ -30,13 +30,8 @@ IMPORT_MAX_BYTES = 16 * 1024 * 1024
 
 
 def _after(cursor: str | None) -> tuple[datetime, str] | None:
-    values = decode_cursor(cursor, 2)
-    if values is None:
-        return None
-    try:
-        return datetime.fromisoformat(values[0]), str(values[1])
-    except (TypeError, ValueError) as exc:
-        raise bad_request("cursor is not valid") from exc
+    values = decode_cursor(cursor, (datetime, str))
+    return (values[0], values[1]) if values is not None else None
 
 
 def _next(keyset: tuple[datetime, str] | None) -> str | None:

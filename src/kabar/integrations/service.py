@@ -247,8 +247,8 @@ def list_deliveries(
     _get(conn, ctx, webhook_id)
     if status is not None and status not in DELIVERY_STATUSES:
         raise invalid("status", f"must be one of {', '.join(DELIVERY_STATUSES)}")
-    after = decode_cursor(cursor, 1)
-    before_seq = int(after[0]) if after else None
+    after = decode_cursor(cursor, (int,))
+    before_seq = after[0] if after else None
     rows = repo.delivery_page(conn, ctx.workspace_id, webhook_id, before_seq=before_seq, status=status, limit=limit + 1)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].event_seq) if len(rows) > limit else None

@@ -414,7 +414,7 @@ def create_api_key(uow: UnitOfWork, scope: Scope, data: s.ApiKeyCreate) -> s.Api
             created_at=uow.now,
         )
     )
-    row = uow.conn.execute(select(t.api_keys).where(t.api_keys.c.id == key_id)).one()
+    row = uow.conn.execute(scope.select(t.api_keys).where(t.api_keys.c.id == key_id)).one()
     uow.emit(scope.workspace_id, "api_key.created", _public(_api_key_out(row)))  # never the secret
     return _api_key_out(row, secret=secret)
 
