@@ -128,7 +128,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN0
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
     _collect_process_violations()
-    if _sql_violations and exitstatus == 0 and os.environ.get("KABAR_SQL_TRACE_STRICT"):
+    if _sql_violations and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     for dbname in _created_pg:
         try:
