@@ -124,6 +124,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN0
         for violation in _sql_violations.values():
             terminalreporter.write_line(f"{violation['caller']}  [{violation['tables']}]  in {violation['test']}")
             terminalreporter.write_line(f"    {violation['sql']}")
+        terminalreporter.write_line(
+            f"{len(_sql_violations)} statement(s) without workspace_id: the run fails (scope them, or add a reason to ALLOWED)", red=True
+        )
 
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
