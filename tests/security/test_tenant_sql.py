@@ -38,7 +38,6 @@ SQL_TO_MOVE = {
     "kabar/ari/service.py",
     "kabar/channels/customer_typing.py",
     "kabar/channels/outbound.py",
-    "kabar/stats/service.py",
     "kabar/workspaces/service.py",
 }
 
@@ -55,6 +54,8 @@ NO_SCOPE = {
     "kabar/contacts/repository.py:search_terms": "pure: turns a query string into search terms",
     "kabar/contacts/repository.py:newest_first": "pure: orders and pages a statement built from a Scope",
     "kabar/ingest/repository.py:message_status_for": "pure: maps a provider status",
+    "kabar/ingest/repository.py:quarantine_size": "the webhook quarantine: receipts that reached no workspace",
+    "kabar/ingest/repository.py:delete_quarantine": "the webhook quarantine: receipts that reached no workspace",
     "kabar/integrations/repository.py:serial_key": "pure: names an advisory lock",
     "kabar/conversations/repository.py:runner": "pure: wraps a reader function",
 }
