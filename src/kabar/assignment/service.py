@@ -21,8 +21,7 @@ from sqlalchemy import Connection
 
 from kabar import events
 from kabar.assignment import repository as repo
-from kabar.auth.permissions import Role
-from kabar.auth.scope import Principal, Scope
+from kabar.auth.scope import Scope, system_scope
 from kabar.contacts.schemas import contact_out
 from kabar.conversations.schemas import conversation_from_join
 from kabar.db.uow import UnitOfWork
@@ -32,8 +31,8 @@ NOT_A_MEMBER = "is not a member of this workspace"
 
 
 def workspace_scope(workspace_id: str) -> Scope:
-    """Kabar itself acting in a workspace (ARI's handoff, jobs): no person, sees everything."""
-    return Scope(workspace_id, Role.API, Principal("api_key"))
+    """Kabar itself acting in a workspace (ARI's handoff, jobs): kabar.auth.scope.system_scope."""
+    return system_scope(workspace_id)
 
 
 def is_assignable(conn: Connection, ctx: Scope, user_id: str | None) -> bool:

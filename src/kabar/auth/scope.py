@@ -16,7 +16,7 @@ from kabar.errors import forbidden
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    kind: Literal["session", "jwt", "api_key"]
+    kind: Literal["session", "jwt", "api_key", "system"]
     user_id: str | None = None  # None for API keys
     session_id: str | None = None
     api_key_id: str | None = None
@@ -78,3 +78,12 @@ class Scope:
         stmt = self.select(table, *columns)
         clause = self.visible(owner)
         return stmt if clause is None else stmt.where(clause)
+
+
+SYSTEM = Principal("system")
+
+
+def system_scope(workspace_id: str) -> Scope:
+    """Kabar itself acting in one workspace (webhook ingest, jobs, ARI, realtime feeds): no person,
+    sees everything, holds no manager's permissions. Repositories take it like any caller's Scope."""
+    return Scope(workspace_id, Role.API, SYSTEM)
