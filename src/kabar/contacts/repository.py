@@ -1,5 +1,5 @@
-"""SQL for contacts and their notes. Every statement starts from the workspace (``ctx.select`` /
-``ctx.select_visible`` or an explicit ``workspace_id ==``); no business rules here."""
+"""SQL for contacts and their notes. Every statement starts from the caller's Scope (``scope.select`` /
+``scope.select_visible`` or ``scope.workspace_id``); no business rules here."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ _COUNT_MATCHES = text("SELECT count(*) FROM (SELECT rowid FROM contacts_fts WHER
 _UNINDEXED_WORKSPACE = literal_column("+contacts.workspace_id")
 
 
-def tags_any(conn: Connection, tags: Sequence[str]):  # noqa: ANN201
+def _tags_any(conn: Connection, tags: Sequence[str]):  # noqa: ANN201
     """``contacts.tags`` (a JSON array) contains any of ``tags``."""
     if conn.dialect.name == "postgresql":
         return k.c.tags.op("?|")(array(list(tags), type_=Text))
@@ -137,27 +137,27 @@ def get_contact(conn: Connection, ctx: Scope, contact_id: str) -> Any:
     return conn.execute(visible(ctx).where(k.c.id == contact_id)).first()
 
 
-def contact_row(conn: Connection, workspace_id: str, contact_id: str) -> Any:
+def contact_row(conn: Connection, scope: Scope, contact_id: str) -> Any:
     """Regardless of visibility (service code acting for the workspace)."""
-    return conn.execute(select(k).where(k.c.workspace_id == workspace_id, k.c.id == contact_id)).first()
+    return conn.execute(scope.select(k).where(k.c.id == contact_id)).first()
 
 
-def contact_by_phone(conn: Connection, workspace_id: str, phone_e164: str) -> Any:
+def contact_by_phone(conn: Connection, scope: Scope, phone_e164: str) -> Any:
     """Regardless of visibility: a phone is unique in the workspace, whoever can see its contact."""
-    return conn.execute(select(k).where(k.c.workspace_id == workspace_id, k.c.phone_e164 == phone_e164)).first()
+    return conn.execute(scope.select(k).where(k.c.phone_e164 == phone_e164)).first()
 
 
-def contact_by_identity(conn: Connection, workspace_id: str, column: str, value: str) -> Any:
+def contact_by_identity(conn: Connection, scope: Scope, column: str, value: str) -> Any:
     """Regardless of visibility, by ``whatsapp_user_id`` or ``username`` (each unique per workspace)."""
     assert column in ("whatsapp_user_id", "username")
-    return conn.execute(select(k).where(k.c.workspace_id == workspace_id, k.c[column] == value)).first()
+    return conn.execute(scope.select(k).where(k.c[column] == value)).first()
 
 
-def contacts_by_phones(conn: Connection, workspace_id: str, phones: Sequence[str], chunk: int = 500) -> dict[str, Any]:
+def contacts_by_phones(conn: Connection, scope: Scope, phones: Sequence[str], chunk: int = 500) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for start in range(0, len(phones), chunk):
         part = list(phones[start : start + chunk])
-        rows = conn.execute(select(k).where(k.c.workspace_id == workspace_id, k.c.phone_e164.in_(part))).all()
+        rows = conn.execute(scope.select(k).where(k.c.phone_e164.in_(part))).all()
         found.update((row.phone_e164, row) for row in rows)
     return found
 
@@ -167,26 +167,26 @@ def insert_contacts(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(insert(k), rows)
 
 
-def update_contact(conn: Connection, workspace_id: str, contact_id: str, values: dict[str, Any]) -> None:
-    conn.execute(update(k).where(k.c.workspace_id == workspace_id, k.c.id == contact_id).values(**values))
+def update_contact(conn: Connection, scope: Scope, contact_id: str, values: dict[str, Any]) -> None:
+    conn.execute(update(k).where(k.c.workspace_id == scope.workspace_id, k.c.id == contact_id).values(**values))
 
 
-def update_contacts(conn: Connection, workspace_id: str, rows: list[dict[str, Any]]) -> None:
+def update_contacts(conn: Connection, scope: Scope, rows: list[dict[str, Any]]) -> None:
     """Many updates of the same columns in one executemany; each row has ``b_id`` and the values."""
     if not rows:
         return
     columns = [name for name in rows[0] if name != "b_id"]
     conn.execute(
         update(k)
-        .where(k.c.workspace_id == workspace_id, k.c.id == bindparam("b_id"))
+        .where(k.c.workspace_id == scope.workspace_id, k.c.id == bindparam("b_id"))
         .values({name: bindparam(name) for name in columns}),
         rows,
     )
 
 
-def delete_contact(conn: Connection, workspace_id: str, contact_id: str) -> None:
+def delete_contact(conn: Connection, scope: Scope, contact_id: str) -> None:
     # Conversations, messages, notes and ARI rows go with it (ON DELETE CASCADE).
-    conn.execute(delete(k).where(k.c.workspace_id == workspace_id, k.c.id == contact_id))
+    conn.execute(delete(k).where(k.c.workspace_id == scope.workspace_id, k.c.id == contact_id))
 
 
 def filtered(conn: Connection, ctx: Scope, f: ContactFilters, *columns: Any) -> Select:
@@ -206,7 +206,7 @@ def filtered(conn: Connection, ctx: Scope, f: ContactFilters, *columns: Any) -> 
     if f.lead_statuses:
         stmt = stmt.where(k.c.lead_status.in_(f.lead_statuses))
     if f.tags:
-        stmt = stmt.where(tags_any(conn, f.tags))
+        stmt = stmt.where(_tags_any(conn, f.tags))
     if f.assignee_id == "unassigned":
         stmt = stmt.where(k.c.assignee_id.is_(None))
     elif f.assignee_id:
@@ -265,12 +265,12 @@ def insert_note(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(n).values(**values))
 
 
-def update_note(conn: Connection, workspace_id: str, note_id: str, values: dict[str, Any]) -> None:
-    conn.execute(update(n).where(n.c.workspace_id == workspace_id, n.c.id == note_id).values(**values))
+def update_note(conn: Connection, scope: Scope, note_id: str, values: dict[str, Any]) -> None:
+    conn.execute(update(n).where(n.c.workspace_id == scope.workspace_id, n.c.id == note_id).values(**values))
 
 
-def delete_note(conn: Connection, workspace_id: str, note_id: str) -> None:
-    conn.execute(delete(n).where(n.c.workspace_id == workspace_id, n.c.id == note_id))
+def delete_note(conn: Connection, scope: Scope, note_id: str) -> None:
+    conn.execute(delete(n).where(n.c.workspace_id == scope.workspace_id, n.c.id == note_id))
 
 
 def notes_export_batch(
@@ -393,19 +393,19 @@ def phone_context(reader: Reader, ctx: Scope, phone_e164: str) -> tuple[Row, lis
 # -- merge ------------------------------------------------------------------------------------
 
 
-def conversation_of(conn: Connection, workspace_id: str, contact_id: str) -> Any:
+def conversation_of(conn: Connection, scope: Scope, contact_id: str) -> Any:
     c = t.conversations
-    return conn.execute(select(c).where(c.c.workspace_id == workspace_id, c.c.contact_id == contact_id)).first()
+    return conn.execute(scope.select(c).where(c.c.contact_id == contact_id)).first()
 
 
-def update_conversation(conn: Connection, workspace_id: str, conversation_id: str, values: dict[str, Any]) -> None:
+def update_conversation(conn: Connection, scope: Scope, conversation_id: str, values: dict[str, Any]) -> None:
     c = t.conversations
-    conn.execute(update(c).where(c.c.workspace_id == workspace_id, c.c.id == conversation_id).values(**values))
+    conn.execute(update(c).where(c.c.workspace_id == scope.workspace_id, c.c.id == conversation_id).values(**values))
 
 
-def delete_conversation(conn: Connection, workspace_id: str, conversation_id: str) -> None:
+def delete_conversation(conn: Connection, scope: Scope, conversation_id: str) -> None:
     c = t.conversations
-    conn.execute(delete(c).where(c.c.workspace_id == workspace_id, c.c.id == conversation_id))
+    conn.execute(delete(c).where(c.c.workspace_id == scope.workspace_id, c.c.id == conversation_id))
 
 
 def _refers_to(table: Any, column: str, target: str) -> bool:
@@ -420,7 +420,7 @@ def _unique_on(table: Any, column: str) -> bool:
     )
 
 
-def move_references(conn: Connection, workspace_id: str, column: str, target: str, old: str, new: str) -> None:
+def move_references(conn: Connection, scope: Scope, column: str, target: str, old: str, new: str) -> None:
     """Point every row that references ``target`` row ``old`` through ``column`` at ``new``
     (every table of the schema, so tables added later move too). Where ``column`` is part of a
     unique key and ``new`` already has rows, the kept side wins and ``old``'s rows go."""
@@ -430,9 +430,9 @@ def move_references(conn: Connection, workspace_id: str, column: str, target: st
         if not _refers_to(table, column, target) or "workspace_id" not in table.c:
             continue
         col = table.c[column]
-        scoped = and_(table.c.workspace_id == workspace_id, col == old)
+        scoped = and_(table.c.workspace_id == scope.workspace_id, col == old)
         if _unique_on(table, column):
-            taken = conn.execute(select(literal(1)).where(table.c.workspace_id == workspace_id, col == new).limit(1)).first()
+            taken = conn.execute(select(literal(1)).where(table.c.workspace_id == scope.workspace_id, col == new).limit(1)).first()
             if taken is not None:
                 conn.execute(delete(table).where(scoped))
                 continue

@@ -199,14 +199,14 @@ def _visible_contact(conn: Connection, ctx: Scope, contact_id: str) -> Any:
 
 
 def _phone_taken(conn: Connection, ctx: Scope, phone_e164: str) -> None:
-    _taken(ctx, repo.contact_by_phone(conn, ctx.workspace_id, phone_e164), f"phone {phone_e164}")
+    _taken(ctx, repo.contact_by_phone(conn, ctx, phone_e164), f"phone {phone_e164}")
 
 
 def _identity_taken(conn: Connection, ctx: Scope, values: dict[str, Any]) -> None:
     """409 when another contact of the workspace has this WhatsApp user id or username."""
     for column, label in (("whatsapp_user_id", "WhatsApp user id"), ("username", "username @")):
         if values.get(column):
-            _taken(ctx, repo.contact_by_identity(conn, ctx.workspace_id, column, values[column]), f"{label}{'' if label.endswith('@') else ' '}{values[column]}")
+            _taken(ctx, repo.contact_by_identity(conn, ctx, column, values[column]), f"{label}{'' if label.endswith('@') else ' '}{values[column]}")
 
 
 def _taken(ctx: Scope, existing: Any, what: str) -> None:
@@ -362,7 +362,7 @@ def update_contact(uow: UnitOfWork, ctx: Scope, contact_id: str, data: s.Contact
     if values.keys() & {"name", "email", "phone_e164", "username"}:
         values["search_text"] = _search_text(SimpleNamespace(**{**row._asdict(), **values}))
     values["updated_at"] = uow.now
-    repo.update_contact(conn, ctx.workspace_id, contact_id, values)
+    repo.update_contact(conn, ctx, contact_id, values)
     out = s.contact_out(SimpleNamespace(**{**row._asdict(), **values}))
     uow.emit(ctx.workspace_id, events.CONTACT_UPDATED, payload(out), contact_id=contact_id)
     return out
@@ -371,7 +371,7 @@ def update_contact(uow: UnitOfWork, ctx: Scope, contact_id: str, data: s.Contact
 def delete_contact(uow: UnitOfWork, ctx: Scope, contact_id: str) -> None:
     ctx.require("contacts.delete")
     row = _visible_contact(uow.conn, ctx, contact_id)
-    repo.delete_contact(uow.conn, ctx.workspace_id, contact_id)
+    repo.delete_contact(uow.conn, ctx, contact_id)
     uow.emit(ctx.workspace_id, events.CONTACT_DELETED, payload(s.contact_out(row)), contact_id=contact_id)
 
 
@@ -559,7 +559,7 @@ def update_note(uow: UnitOfWork, ctx: Scope, contact_id: str, note_id: str, data
     if not values:
         return s.note_out(note)
     values["updated_at"] = uow.now
-    repo.update_note(uow.conn, ctx.workspace_id, note_id, values)
+    repo.update_note(uow.conn, ctx, note_id, values)
     out = s.note_out(SimpleNamespace(**{**note._asdict(), **values}))
     uow.emit(ctx.workspace_id, events.NOTE_UPDATED, payload(out), contact_id=contact_id)
     return out
@@ -567,7 +567,7 @@ def update_note(uow: UnitOfWork, ctx: Scope, contact_id: str, note_id: str, data
 
 def delete_note(uow: UnitOfWork, ctx: Scope, contact_id: str, note_id: str) -> None:
     note = _editable_note(uow.conn, ctx, contact_id, note_id)
-    repo.delete_note(uow.conn, ctx.workspace_id, note_id)
+    repo.delete_note(uow.conn, ctx, note_id)
     uow.emit(ctx.workspace_id, events.NOTE_DELETED, payload(s.note_out(note)), contact_id=contact_id)
 
 
@@ -655,7 +655,7 @@ def plan_import(conn: Connection, ctx: Scope, rows: list[CsvRow], progress: Prog
         if progress and (i % 500 == 0 or i == len(rows)):
             progress("check", i, len(rows))
     valid_phones = sorted({phone for _, phone, _, errors in checked if phone and not errors})
-    existing = repo.contacts_by_phones(conn, ctx.workspace_id, valid_phones)
+    existing = repo.contacts_by_phones(conn, ctx, valid_phones)
     for row, phone, fields, errors in checked:
         report = s.ImportRow(row=row.row, line=row.line, phone=phone, status="invalid", errors=errors)
         plan.report.append(report)
@@ -732,7 +732,7 @@ def commit_import(uow: UnitOfWork, ctx: Scope, rows: list[CsvRow], progress: Pro
         if progress:
             progress("write", min(start + batch, len(inserts)), total)
     for start in range(0, len(updates), batch):
-        repo.update_contacts(uow.conn, ws, updates[start : start + batch])
+        repo.update_contacts(uow.conn, ctx, updates[start : start + batch])
         if progress:
             progress("write", len(inserts) + min(start + batch, len(updates)), total)
     for values in inserts:
@@ -755,13 +755,13 @@ def merge_contacts(uow: UnitOfWork, ctx: Scope, data: s.MergeRequest) -> s.Conta
         raise invalid("merge_id", "must differ from keep_id")
     keep = _visible_contact(uow.conn, ctx, data.keep_id)
     gone = _visible_contact(uow.conn, ctx, data.merge_id)
-    return merge_rows(uow, ctx.workspace_id, keep, gone, _author(ctx))
+    return merge_rows(uow, ctx, keep, gone, _author(ctx))
 
 
-def merge_rows(uow: UnitOfWork, ws: str, keep: Any, gone: Any, author: dict[str, Any]) -> s.ContactOut:
+def merge_rows(uow: UnitOfWork, scope: Scope, keep: Any, gone: Any, author: dict[str, Any]) -> s.ContactOut:
     """The merge itself (``merge_contacts``), for any caller: staff through the API, or ingest
     when a webhook shows that a phone contact and a WhatsApp-user-id contact are one person."""
-    conn = uow.conn
+    conn, ws = uow.conn, scope.workspace_id
     values: dict[str, Any] = {
         "phone_e164": keep.phone_e164 or gone.phone_e164,
         "phone_raw": keep.phone_raw if keep.phone_e164 else gone.phone_raw,
@@ -784,10 +784,10 @@ def merge_rows(uow: UnitOfWork, ws: str, keep: Any, gone: Any, author: dict[str,
     values["search_text"] = _search_text(merged)
     merged.search_text = values["search_text"]
 
-    moved, removed_conversation = _merge_conversations(uow, ws, keep, gone)
-    repo.move_references(conn, ws, "contact_id", "contacts", gone.id, keep.id)  # notes, messages, ARI rows
-    repo.delete_contact(conn, ws, gone.id)
-    repo.update_contact(conn, ws, keep.id, values)
+    moved, removed_conversation = _merge_conversations(uow, scope, keep, gone)
+    repo.move_references(conn, scope, "contact_id", "contacts", gone.id, keep.id)  # notes, messages, ARI rows
+    repo.delete_contact(conn, scope, gone.id)
+    repo.update_contact(conn, scope, keep.id, values)
     # The kept customer's owner, else the merged one's: contact and conversation, with their events.
     merged.assignee_id = keep.assignee_id or gone.assignee_id
     assignment.assign(uow, assignment.workspace_scope(ws), contact_id=keep.id, assignee_id=merged.assignee_id)
@@ -808,7 +808,7 @@ def merge_rows(uow: UnitOfWork, ws: str, keep: Any, gone: Any, author: dict[str,
     uow.emit(ws, events.CONTACT_UPDATED, payload(out), contact_id=keep.id)
     uow.emit(ws, events.CONTACT_MERGED, {"contact": payload(out), "merged_id": gone.id}, contact_id=keep.id)
     if moved:
-        conversation = repo.conversation_of(conn, ws, keep.id)
+        conversation = repo.conversation_of(conn, scope, keep.id)
         if removed_conversation is not None:
             # assignee_id: the contact is gone, so the payload says who had it (kabar.realtime.service.audience).
             deleted = {"id": removed_conversation, "contact_id": gone.id, "assignee_id": gone.assignee_id, "merged_into": conversation.id}
@@ -817,20 +817,20 @@ def merge_rows(uow: UnitOfWork, ws: str, keep: Any, gone: Any, author: dict[str,
     return out
 
 
-def _merge_conversations(uow: UnitOfWork, ws: str, keep: Any, gone: Any) -> tuple[bool, str | None]:
+def _merge_conversations(uow: UnitOfWork, scope: Scope, keep: Any, gone: Any) -> tuple[bool, str | None]:
     """One conversation per contact: the merged contact's conversation moves over, or, when both
     have one, its messages (and ARI rows) move into the kept one, which takes the newer last
     message and both unread counts. Returns (anything moved, id of the conversation removed)."""
     conn = uow.conn
-    kept_conv = repo.conversation_of(conn, ws, keep.id)
-    gone_conv = repo.conversation_of(conn, ws, gone.id)
+    kept_conv = repo.conversation_of(conn, scope, keep.id)
+    gone_conv = repo.conversation_of(conn, scope, gone.id)
     if gone_conv is None:
         return False, None
     if kept_conv is None:
-        repo.update_conversation(conn, ws, gone_conv.id, {"contact_id": keep.id, "updated_at": uow.now})
+        repo.update_conversation(conn, scope, gone_conv.id, {"contact_id": keep.id, "updated_at": uow.now})
         return True, None
-    repo.move_references(conn, ws, "conversation_id", "conversations", gone_conv.id, kept_conv.id)
-    repo.delete_conversation(conn, ws, gone_conv.id)
+    repo.move_references(conn, scope, "conversation_id", "conversations", gone_conv.id, kept_conv.id)
+    repo.delete_conversation(conn, scope, gone_conv.id)
     newer = gone_conv if gone_conv.last_message_at > kept_conv.last_message_at else kept_conv
     values = {
         "unread_count": kept_conv.unread_count + gone_conv.unread_count,
@@ -839,5 +839,5 @@ def _merge_conversations(uow: UnitOfWork, ws: str, keep: Any, gone: Any) -> tupl
         "last_inbound_at": max((x for x in (kept_conv.last_inbound_at, gone_conv.last_inbound_at) if x), default=None),
         "updated_at": uow.now,
     }
-    repo.update_conversation(conn, ws, kept_conv.id, values)
+    repo.update_conversation(conn, scope, kept_conv.id, values)
     return True, gone_conv.id

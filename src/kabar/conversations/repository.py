@@ -355,15 +355,12 @@ def counts_by_status(conn: Connection, ctx: Scope) -> dict[str, tuple[int, int]]
     return {status: (int(n), int(unread)) for status, n, unread in conn.execute(stmt)}
 
 
-def get_joined(conn: Connection, workspace_id: str, conversation_id: str) -> Any:
+def get_joined(conn: Connection, scope: Scope, conversation_id: str) -> Any:
     """One conversation with its contact summary columns, or None (another workspace's id → None).
 
-    For service code acting for the workspace itself (ARI, jobs); callers use ``get_visible``."""
-    stmt = (
-        select(c, *CONTACT_SUMMARY_COLUMNS)
-        .select_from(_contact_join())
-        .where(c.c.workspace_id == workspace_id, c.c.id == conversation_id)
-    )
+    Regardless of visibility: for Kabar acting for the workspace (ARI, jobs, with a system scope)
+    and for rereading a row the caller was already shown; callers' own reads use ``get_visible``."""
+    stmt = scope.select(c, c, *CONTACT_SUMMARY_COLUMNS).select_from(_contact_join()).where(c.c.id == conversation_id)
     return conn.execute(stmt).first()
 
 
@@ -373,5 +370,5 @@ def get_visible(conn: Connection, ctx: Scope, conversation_id: str) -> Any:
     return conn.execute(stmt.where(c.c.id == conversation_id)).first()
 
 
-def update_conversation(conn: Connection, workspace_id: str, conversation_id: str, values: dict[str, Any]) -> None:
-    conn.execute(update(c).where(c.c.workspace_id == workspace_id, c.c.id == conversation_id).values(**values))
+def update_conversation(conn: Connection, scope: Scope, conversation_id: str, values: dict[str, Any]) -> None:
+    conn.execute(update(c).where(c.c.workspace_id == scope.workspace_id, c.c.id == conversation_id).values(**values))

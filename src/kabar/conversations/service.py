@@ -9,7 +9,7 @@ import msgspec
 from sqlalchemy import Connection
 
 from kabar.assignment import service as assignment
-from kabar.auth.scope import Scope
+from kabar.auth.scope import Scope, system_scope
 from kabar.conversations import repository as repo
 from kabar.conversations.schemas import (
     ConversationOut,
@@ -145,8 +145,8 @@ def update_conversation(uow: UnitOfWork, ctx: Scope, conversation_id: str, patch
         takeover = patch.ai_paused is msgspec.UNSET
         owner = changes.pop("assignee_id")
         assignment.assign(uow, ctx, contact_id=row.contact_id, assignee_id=owner, takeover=takeover, conversation_values=changes)
-        return conversation_from_join(repo.get_joined(uow.conn, row.workspace_id, row.id))
-    return write_changes(uow, row, changes)
+        return conversation_from_join(repo.get_joined(uow.conn, ctx, row.id))
+    return write_changes(uow, ctx, row, changes)
 
 
 def mark_read(uow: UnitOfWork, ctx: Scope, conversation_id: str) -> ConversationOut:
@@ -156,20 +156,22 @@ def mark_read(uow: UnitOfWork, ctx: Scope, conversation_id: str) -> Conversation
         return conversation_from_join(row)
     # Blue ticks for the customer: the channel job tells WhatsApp (serialized with this chat's sends).
     uow.enqueue("channel.mark_read", {"conversation_id": row.id}, workspace_id=row.workspace_id, serial_key=f"send:{row.id}")
-    return write_changes(uow, row, {"unread_count": 0})
+    return write_changes(uow, ctx, row, {"unread_count": 0})
 
 
 def wake_snoozed(uow: UnitOfWork, workspace_id: str, conversation_id: str, snoozed_until: datetime) -> None:
     """The snooze ran out: back to open, unless it was changed or re-snoozed meanwhile."""
-    row = repo.get_joined(uow.conn, workspace_id, conversation_id)
+    scope = system_scope(workspace_id)
+    row = repo.get_joined(uow.conn, scope, conversation_id)
     if row is None or row.status != "snoozed" or row.snoozed_until != snoozed_until:
         return
-    write_changes(uow, row, {"status": "open", "snoozed_until": None})
+    write_changes(uow, scope, row, {"status": "open", "snoozed_until": None})
 
 
-def write_changes(uow: UnitOfWork, row: Any, changes: dict[str, Any]) -> ConversationOut:
-    """Update the conversation ``row`` (a ``repo.get_joined`` row) and emit ``conversation.updated``."""
-    repo.update_conversation(uow.conn, row.workspace_id, row.id, {**changes, "updated_at": uow.now})
-    out = conversation_from_join(repo.get_joined(uow.conn, row.workspace_id, row.id))
-    uow.emit(row.workspace_id, CONVERSATION_UPDATED, payload(out), contact_id=row.contact_id)
+def write_changes(uow: UnitOfWork, scope: Scope, row: Any, changes: dict[str, Any]) -> ConversationOut:
+    """Update the conversation ``row`` (a ``repo.get_joined`` row of ``scope``'s workspace) and emit
+    ``conversation.updated``."""
+    repo.update_conversation(uow.conn, scope, row.id, {**changes, "updated_at": uow.now})
+    out = conversation_from_join(repo.get_joined(uow.conn, scope, row.id))
+    uow.emit(scope.workspace_id, CONVERSATION_UPDATED, payload(out), contact_id=row.contact_id)
     return out

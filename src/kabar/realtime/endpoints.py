@@ -293,7 +293,7 @@ class SocketSession:
         cached = cache.get(conversation_id)
         if cached and now - cached[0] < 30:
             return cached[1]
-        row = await self.runtime.db.read(repo.conversation_audience, self.ctx.workspace_id, conversation_id)
+        row = await self.runtime.db.read(repo.conversation_audience, self.ctx, conversation_id)
         if row is None:
             return None
         value = (row.contact_id, visibility.audience(row))

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from kabar.auth.scope import system_scope
 from kabar.auth.visibility import Viewer
 from kabar.realtime import repository as repo
 from kabar.realtime.service import LogEvent, needs_resync, to_events, view
@@ -94,6 +95,7 @@ class WorkspaceFeed:
     def __init__(self, hub: Hub, workspace_id: str):
         self.hub = hub
         self.workspace_id = workspace_id
+        self.scope = system_scope(workspace_id)  # the workspace's log, read for every subscriber
         self.position = 0  # every event <= position has been handed to the attached subscribers
         self.subscribers: set[Subscription] = set()
         self.users = 0  # subscriptions holding this feed (attached or still starting)
@@ -131,7 +133,7 @@ class WorkspaceFeed:
         delay = 0.1
         while True:
             try:
-                self.position = await self.hub.db.read(repo.last_seq, self.workspace_id)
+                self.position = await self.hub.db.read(repo.last_seq, self.scope)
                 break
             except Exception as exc:  # noqa: BLE001 - keep trying; subscribers wait in ready()
                 log.warning("realtime feed %s cannot read the log yet: %s", self.workspace_id, exc)
@@ -155,7 +157,7 @@ class WorkspaceFeed:
 
     async def _read_new(self) -> None:
         while self.subscribers:
-            rows = await self.hub.db.read(repo.read_after, self.workspace_id, self.position, BATCH)
+            rows = await self.hub.db.read(repo.read_after, self.scope, self.position, BATCH)
             if not rows:
                 return
             events = to_events(rows)
@@ -243,11 +245,13 @@ class FeedRegistry:
 class Subscription:
     """One client's ordered, filtered view of a workspace's log (see the module docstring)."""
 
-    __slots__ = ("hub", "workspace_id", "viewer", "queue_size", "cursor", "catchup_to", "last_seq", "overflowed", "pending", "_feed")
+    __slots__ = ("hub", "workspace_id", "scope", "viewer", "queue_size", "cursor", "catchup_to", "last_seq", "overflowed", "pending", "_feed")
 
     def __init__(self, hub: Hub, workspace_id: str, viewer: Viewer, queue_size: int | None = None):
         self.hub = hub
         self.workspace_id = workspace_id
+        # The log is read as the workspace's (as the shared feed reads it); ``viewer`` filters it.
+        self.scope = system_scope(workspace_id)
         self.viewer = viewer
         self.queue_size = queue_size or hub.options.queue_size
         self.cursor = 0  # highest seq delivered to the client or skipped as not visible
@@ -264,7 +268,7 @@ class Subscription:
         from the current last seq, and the client reloads its state meanwhile.
         """
         feed = self._feed = self.hub.feeds.acquire(self.workspace_id)
-        oldest, last = await self.hub.db.read(repo.bounds, self.workspace_id)
+        oldest, last = await self.hub.db.read(repo.bounds, self.scope)
         await feed.ready()
         # No await from here to attach(): the feed's position cannot move in between.
         resync = needs_resync(since, oldest, last)
@@ -292,7 +296,7 @@ class Subscription:
                 self._feed.detach(self)
 
     async def _catch_up(self) -> list[LogEvent]:
-        rows = await self.hub.db.read(repo.read_after, self.workspace_id, self.cursor, BATCH, self.catchup_to)
+        rows = await self.hub.db.read(repo.read_after, self.scope, self.cursor, BATCH, self.catchup_to)
         if not rows or rows[0].seq != self.cursor + 1:
             # Retention deleted what we were about to replay.
             self.catchup_to = self.cursor

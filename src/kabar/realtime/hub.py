@@ -40,6 +40,7 @@ from kabar.config import Settings
 from kabar.db.engine import Database
 from kabar.realtime.feed import FeedRegistry
 from kabar.auth import visibility
+from kabar.auth.scope import system_scope
 
 log = logging.getLogger("kabar.realtime")
 
@@ -134,7 +135,7 @@ class Hub:
             if contact_id is not None:
                 from kabar.realtime import repository as repo
 
-                owner = await self.db.read(repo.contact_assignee, workspace_id, contact_id)
+                owner = await self.db.read(repo.contact_assignee, system_scope(workspace_id), contact_id)
                 audience = visibility.audience(owner) if owner is not None else visibility.NO_MEMBER
         self.feeds.broadcast(workspace_id, message, audience, exclude)
         await self._forward_ephemeral(workspace_id, message, audience)

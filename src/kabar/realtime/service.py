@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 
 from kabar.auth import visibility
-from kabar.auth.scope import Scope
+from kabar.auth.scope import Scope, system_scope
 from kabar.auth.visibility import Audience, Owner, Viewer
 from kabar.config import Settings
 from kabar.db.engine import Database
@@ -146,10 +146,10 @@ def read_page(conn: Any, ctx: Scope, since: int | None, limit: int) -> dict[str,
     ``next_since`` is the last seq *examined*, not the last one returned: events a member may not
     see are skipped, and the next page starts after them.
     """
-    oldest, last = repo.bounds(conn, ctx.workspace_id)
+    oldest, last = repo.bounds(conn, ctx)
     resync = needs_resync(since, oldest, last)
     after = max(0, oldest - 1) if since is None or resync else since
-    rows = repo.read_after(conn, ctx.workspace_id, after, limit)
+    rows = repo.read_after(conn, ctx, after, limit)
     viewer = ctx.viewer
     events = [seen.public() for ev in to_events(rows) if (seen := view(viewer, ev)) is not None]
     next_since = int(rows[-1].seq) if rows else after
@@ -177,7 +177,8 @@ async def cleanup(db: Database, settings: Settings, now: datetime) -> int:
     keep = max(0, settings.event_retention_count)
     deleted = 0
     for workspace_id, last in await db.read(repo.workspaces_with_events):
-        by_age = await db.read(repo.newest_seq_before, workspace_id, cutoff)
+        scope = system_scope(workspace_id)
+        by_age = await db.read(repo.newest_seq_before, scope, cutoff)
         upto = max(last - keep, by_age)
         # Never delete what an outgoing webhook still has to deliver (kabar.hooks floors).
         floor = await db.read(retention_floor, workspace_id)
@@ -185,9 +186,9 @@ async def cleanup(db: Database, settings: Settings, now: datetime) -> int:
             upto = min(upto, floor)
         if upto <= 0:
             continue
-        oldest = await db.read(repo.oldest_seq, workspace_id)
+        oldest = await db.read(repo.oldest_seq, scope)
         while oldest is not None and oldest <= upto:
             chunk_end = min(upto, oldest + CLEANUP_CHUNK - 1)
-            deleted += await db.transaction(lambda uow, end=chunk_end: repo.delete_upto(uow.conn, workspace_id, end))
+            deleted += await db.transaction(lambda uow, end=chunk_end: repo.delete_upto(uow.conn, scope, end))
             oldest = chunk_end + 1
     return deleted
