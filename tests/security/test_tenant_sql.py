@@ -65,11 +65,8 @@ INSERTS_TAKE_THE_ROW = ("insert_", "upsert_")
 # Repository functions that take a bare ``workspace_id`` where the Scope belongs: tasks and
 # webhooks call them with no caller to scope by. To convert (then delete from here); never add.
 WORKSPACE_ID_NOT_SCOPE = {
-    "kabar/ari/repository.py": "list_rows get_row update_row delete_row get_config reply_settings state_of get_scoring upsert_settings max_stage_order shift_stages_after slot_exists active_slots is_member get_state update_state get_conversation get_contact inbound_texts_since get_message recent_transcript taken_booking_keys appointments_statement get_appointment reminders_due claim_reminder",
-    "kabar/channels/repository.py": "get save",
     "kabar/ingest/repository.py": "get_receipt update_receipt list_receipts contact_by_phone contact_by_id touch_contact update_contact bump_conversation message_by_provider_id message_by_id id_of_provider_message update_message attach_provider_id advance_status lock_provider_ids record_status adopt_parked",
     "kabar/integrations/repository.py": "endpoint endpoints count_endpoints update_endpoint delete_endpoint active_endpoints workspace_event_seq retention_floor events_after open_deliveries delivery delivery_page event_exists retry_failed_now update_delivery schedule_dispatch",
-    "kabar/messages/repository.py": "history get_message update_message get_upload",
 }
 # Statement builders: a call of one of these whose arguments name a tenant table is tenant SQL.
 BUILDERS = {

@@ -18,32 +18,32 @@ ACTIVE_APPOINTMENT = ("scheduled", "confirmed")
 # -- rows of the small configuration tables (flow stages, knowledge, slots, destinations) -------
 
 
-def list_rows(conn: Connection, table: Table, workspace_id: str, *order_by: Any) -> list[Any]:
-    stmt = select(table).where(table.c.workspace_id == workspace_id).order_by(*order_by, table.c.id)
+def list_rows(conn: Connection, table: Table, scope: Scope, *order_by: Any) -> list[Any]:
+    stmt = scope.select(table).order_by(*order_by, table.c.id)
     return conn.execute(stmt).all()
 
 
-def get_row(conn: Connection, table: Table, workspace_id: str, row_id: str) -> Any:
-    return conn.execute(select(table).where(table.c.workspace_id == workspace_id, table.c.id == row_id)).first()
+def get_row(conn: Connection, table: Table, scope: Scope, row_id: str) -> Any:
+    return conn.execute(scope.select(table).where(table.c.id == row_id)).first()
 
 
 def insert_row(conn: Connection, table: Table, values: dict[str, Any]) -> None:
     conn.execute(insert(table).values(**values))
 
 
-def update_row(conn: Connection, table: Table, workspace_id: str, row_id: str, values: dict[str, Any]) -> None:
-    conn.execute(update(table).where(table.c.workspace_id == workspace_id, table.c.id == row_id).values(**values))
+def update_row(conn: Connection, table: Table, scope: Scope, row_id: str, values: dict[str, Any]) -> None:
+    conn.execute(update(table).where(table.c.workspace_id == scope.workspace_id, table.c.id == row_id).values(**values))
 
 
-def delete_row(conn: Connection, table: Table, workspace_id: str, row_id: str) -> None:
-    conn.execute(delete(table).where(table.c.workspace_id == workspace_id, table.c.id == row_id))
+def delete_row(conn: Connection, table: Table, scope: Scope, row_id: str) -> None:
+    conn.execute(delete(table).where(table.c.workspace_id == scope.workspace_id, table.c.id == row_id))
 
 
 # -- per-workspace settings ---------------------------------------------------------------------
 
 
-def get_config(conn: Connection, workspace_id: str) -> Any:
-    return conn.execute(select(t.ari_configs).where(t.ari_configs.c.workspace_id == workspace_id)).first()
+def get_config(conn: Connection, scope: Scope) -> Any:
+    return conn.execute(scope.select(t.ari_configs)).first()
 
 
 # What the inbound-message trigger reads inside every ingest transaction: two columns, precompiled.
@@ -55,27 +55,27 @@ _STATE_OF = Statement(
 )
 
 
-def reply_settings(conn: Connection, workspace_id: str) -> Any:
+def reply_settings(conn: Connection, scope: Scope) -> Any:
     """``enabled`` and ``reply_delay_ms`` of the workspace's ARI, or None when it has none."""
-    return fetch_first(conn, _REPLY_SETTINGS, {"ws": workspace_id})
+    return fetch_first(conn, _REPLY_SETTINGS, {"ws": scope.workspace_id})
 
 
-def state_of(conn: Connection, workspace_id: str, conversation_id: str) -> str | None:
-    row = fetch_first(conn, _STATE_OF, {"ws": workspace_id, "conversation_id": conversation_id})
+def state_of(conn: Connection, scope: Scope, conversation_id: str) -> str | None:
+    row = fetch_first(conn, _STATE_OF, {"ws": scope.workspace_id, "conversation_id": conversation_id})
     return row.state if row is not None else None
 
 
-def get_scoring(conn: Connection, workspace_id: str) -> Any:
-    return conn.execute(select(t.ari_scoring).where(t.ari_scoring.c.workspace_id == workspace_id)).first()
+def get_scoring(conn: Connection, scope: Scope) -> Any:
+    return conn.execute(scope.select(t.ari_scoring)).first()
 
 
-def upsert_settings(conn: Connection, table: Table, workspace_id: str, values: dict[str, Any], now: datetime) -> None:
+def upsert_settings(conn: Connection, table: Table, scope: Scope, values: dict[str, Any], now: datetime) -> None:
     """Insert or update a one-row-per-workspace table (config, scoring)."""
-    exists = conn.execute(select(table.c.workspace_id).where(table.c.workspace_id == workspace_id)).first()
+    exists = conn.execute(scope.select(table, table.c.workspace_id)).first()
     if exists:
-        conn.execute(update(table).where(table.c.workspace_id == workspace_id).values(**values, updated_at=now))
+        conn.execute(update(table).where(table.c.workspace_id == scope.workspace_id).values(**values, updated_at=now))
     else:
-        conn.execute(insert(table).values(workspace_id=workspace_id, **values, created_at=now, updated_at=now))
+        conn.execute(insert(table).values(workspace_id=scope.workspace_id, **values, created_at=now, updated_at=now))
 
 
 def configured_workspaces(conn: Connection) -> list[str]:
@@ -83,22 +83,21 @@ def configured_workspaces(conn: Connection) -> list[str]:
     return list(conn.execute(select(t.ari_configs.c.workspace_id)).scalars())
 
 
-def max_stage_order(conn: Connection, workspace_id: str) -> int | None:
+def max_stage_order(conn: Connection, scope: Scope) -> int | None:
     s = t.ari_flow_stages
-    return conn.execute(select(func.max(s.c.stage_order)).where(s.c.workspace_id == workspace_id)).scalar()
+    return conn.execute(scope.select(s, func.max(s.c.stage_order))).scalar()
 
 
-def shift_stages_after(conn: Connection, workspace_id: str, order: int) -> None:
+def shift_stages_after(conn: Connection, scope: Scope, order: int) -> None:
     s = t.ari_flow_stages
     conn.execute(
-        update(s).where(s.c.workspace_id == workspace_id, s.c.stage_order > order).values(stage_order=s.c.stage_order - 1)
+        update(s).where(s.c.workspace_id == scope.workspace_id, s.c.stage_order > order).values(stage_order=s.c.stage_order - 1)
     )
 
 
-def slot_exists(conn: Connection, workspace_id: str, consultant_id: str | None, day: int, start: str, except_id: str | None) -> bool:
+def slot_exists(conn: Connection, scope: Scope, consultant_id: str | None, day: int, start: str, except_id: str | None) -> bool:
     s = t.ari_slots
-    stmt = select(s.c.id).where(
-        s.c.workspace_id == workspace_id,
+    stmt = scope.select(s, s.c.id).where(
         s.c.day_of_week == day,
         s.c.start_time == start,
         s.c.consultant_id.is_(None) if consultant_id is None else s.c.consultant_id == consultant_id,
@@ -108,37 +107,37 @@ def slot_exists(conn: Connection, workspace_id: str, consultant_id: str | None, 
     return conn.execute(stmt.limit(1)).first() is not None
 
 
-def active_slots(conn: Connection, workspace_id: str) -> list[Any]:
+def active_slots(conn: Connection, scope: Scope) -> list[Any]:
     s = t.ari_slots
-    stmt = select(s).where(s.c.workspace_id == workspace_id, s.c.is_active.is_(True)).order_by(s.c.day_of_week, s.c.start_time)
+    stmt = scope.select(s).where(s.c.is_active.is_(True)).order_by(s.c.day_of_week, s.c.start_time)
     return conn.execute(stmt).all()
 
 
-def is_member(conn: Connection, workspace_id: str, user_id: str) -> bool:
+def is_member(conn: Connection, scope: Scope, user_id: str) -> bool:
     m = t.members
-    return conn.execute(select(m.c.user_id).where(m.c.workspace_id == workspace_id, m.c.user_id == user_id)).first() is not None
+    return conn.execute(scope.select(m, m.c.user_id).where(m.c.user_id == user_id)).first() is not None
 
 
 # -- conversation state -------------------------------------------------------------------------
 
 
-def get_state(conn: Connection, workspace_id: str, conversation_id: str) -> Any:
+def get_state(conn: Connection, scope: Scope, conversation_id: str) -> Any:
     s = t.ari_states
-    return conn.execute(select(s).where(s.c.workspace_id == workspace_id, s.c.conversation_id == conversation_id)).first()
+    return conn.execute(scope.select(s).where(s.c.conversation_id == conversation_id)).first()
 
 
 def insert_state(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(t.ari_states).values(**values))
 
 
-def update_state(conn: Connection, workspace_id: str, conversation_id: str, values: dict[str, Any]) -> None:
+def update_state(conn: Connection, scope: Scope, conversation_id: str, values: dict[str, Any]) -> None:
     s = t.ari_states
-    conn.execute(update(s).where(s.c.workspace_id == workspace_id, s.c.conversation_id == conversation_id).values(**values))
+    conn.execute(update(s).where(s.c.workspace_id == scope.workspace_id, s.c.conversation_id == conversation_id).values(**values))
 
 
-def get_conversation(conn: Connection, workspace_id: str, conversation_id: str) -> Any:
+def get_conversation(conn: Connection, scope: Scope, conversation_id: str) -> Any:
     c = t.conversations
-    return conn.execute(select(c).where(c.c.workspace_id == workspace_id, c.c.id == conversation_id)).first()
+    return conn.execute(scope.select(c).where(c.c.id == conversation_id)).first()
 
 
 def ai_paused_for_update(conn: Connection, scope: Scope, conversation_id: str) -> bool | None:
@@ -149,18 +148,18 @@ def ai_paused_for_update(conn: Connection, scope: Scope, conversation_id: str) -
     return conn.execute(stmt).scalar()
 
 
-def get_contact(conn: Connection, workspace_id: str, contact_id: str) -> Any:
+def get_contact(conn: Connection, scope: Scope, contact_id: str) -> Any:
     c = t.contacts
-    return conn.execute(select(c).where(c.c.workspace_id == workspace_id, c.c.id == contact_id)).first()
+    return conn.execute(scope.select(c).where(c.c.id == contact_id)).first()
 
 
-def inbound_texts_since(conn: Connection, workspace_id: str, conversation_id: str, since: datetime) -> list[Any]:
+def inbound_texts_since(conn: Connection, scope: Scope, conversation_id: str, since: datetime) -> list[Any]:
     """Inbound text messages of a conversation created at or after ``since``, oldest first."""
     m = t.messages
     stmt = (
         select(m.c.id, m.c.text, m.c.created_at)
         .where(
-            m.c.workspace_id == workspace_id,
+            m.c.workspace_id == scope.workspace_id,
             m.c.conversation_id == conversation_id,
             m.c.created_at >= since,
             m.c.direction == "inbound",
@@ -173,17 +172,17 @@ def inbound_texts_since(conn: Connection, workspace_id: str, conversation_id: st
     return conn.execute(stmt).all()
 
 
-def get_message(conn: Connection, workspace_id: str, message_id: str) -> Any:
+def get_message(conn: Connection, scope: Scope, message_id: str) -> Any:
     m = t.messages
-    return conn.execute(select(m.c.id, m.c.created_at).where(m.c.workspace_id == workspace_id, m.c.id == message_id)).first()
+    return conn.execute(scope.select(m, m.c.id, m.c.created_at).where(m.c.id == message_id)).first()
 
 
-def recent_transcript(conn: Connection, workspace_id: str, conversation_id: str, limit: int) -> list[Any]:
+def recent_transcript(conn: Connection, scope: Scope, conversation_id: str, limit: int) -> list[Any]:
     """The newest ``limit`` user/assistant turns, returned oldest first (not the first N: §6.3 bug)."""
     tr = t.ari_transcript
     stmt = (
         select(tr.c.role, tr.c.content)
-        .where(tr.c.workspace_id == workspace_id, tr.c.conversation_id == conversation_id, tr.c.role.in_(("user", "assistant")))
+        .where(tr.c.workspace_id == scope.workspace_id, tr.c.conversation_id == conversation_id, tr.c.role.in_(("user", "assistant")))
         .order_by(tr.c.created_at.desc(), tr.c.id.desc())
         .limit(limit)
     )
@@ -200,31 +199,31 @@ def insert_transcript(conn: Connection, rows: list[dict[str, Any]]) -> None:
 # -- appointments -------------------------------------------------------------------------------
 
 
-def taken_booking_keys(conn: Connection, workspace_id: str, start: datetime, end: datetime) -> set[str]:
+def taken_booking_keys(conn: Connection, scope: Scope, start: datetime, end: datetime) -> set[str]:
     a = t.ari_appointments
     stmt = select(a.c.booking_key).where(
-        a.c.workspace_id == workspace_id, a.c.scheduled_at >= start, a.c.scheduled_at <= end, a.c.booking_key.is_not(None)
+        a.c.workspace_id == scope.workspace_id, a.c.scheduled_at >= start, a.c.scheduled_at <= end, a.c.booking_key.is_not(None)
     )
     return set(conn.execute(stmt).scalars())
 
 
-def appointments_statement(workspace_id: str) -> Select:
+def appointments_statement(scope: Scope) -> Select:
     """Appointments joined to their conversation (for member visibility) and contact."""
     a, c, k = t.ari_appointments, t.conversations, t.contacts
     return (
         select(a, c.c.assignee_id.label("conversation_assignee_id"), k.c.name.label("contact_name"), k.c.phone_e164.label("contact_phone"))
         .select_from(a.join(c, and_(c.c.workspace_id == a.c.workspace_id, c.c.id == a.c.conversation_id)).join(k, and_(k.c.workspace_id == a.c.workspace_id, k.c.id == a.c.contact_id)))
-        .where(a.c.workspace_id == workspace_id)
+        .where(a.c.workspace_id == scope.workspace_id)
     )
 
 
-def get_appointment(conn: Connection, workspace_id: str, appointment_id: str) -> Any:
-    return conn.execute(appointments_statement(workspace_id).where(t.ari_appointments.c.id == appointment_id)).first()
+def get_appointment(conn: Connection, scope: Scope, appointment_id: str) -> Any:
+    return conn.execute(appointments_statement(scope).where(t.ari_appointments.c.id == appointment_id)).first()
 
 
-def reminders_due(conn: Connection, workspace_id: str, now: datetime, until: datetime) -> list[Any]:
+def reminders_due(conn: Connection, scope: Scope, now: datetime, until: datetime) -> list[Any]:
     a = t.ari_appointments
-    stmt = appointments_statement(workspace_id).where(
+    stmt = appointments_statement(scope).where(
         a.c.scheduled_at > now,
         a.c.scheduled_at <= until,
         a.c.reminder_sent_at.is_(None),
@@ -233,12 +232,12 @@ def reminders_due(conn: Connection, workspace_id: str, now: datetime, until: dat
     return conn.execute(stmt.order_by(a.c.scheduled_at)).all()
 
 
-def claim_reminder(conn: Connection, workspace_id: str, appointment_id: str, now: datetime) -> bool:
+def claim_reminder(conn: Connection, scope: Scope, appointment_id: str, now: datetime) -> bool:
     """Mark a reminder sent; False when another sweep got there first (never twice)."""
     a = t.ari_appointments
     result = conn.execute(
         update(a)
-        .where(a.c.workspace_id == workspace_id, a.c.id == appointment_id, a.c.reminder_sent_at.is_(None))
+        .where(a.c.workspace_id == scope.workspace_id, a.c.id == appointment_id, a.c.reminder_sent_at.is_(None))
         .values(reminder_sent_at=now, status="confirmed", updated_at=now)
     )
     return bool(result.rowcount)

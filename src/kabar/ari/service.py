@@ -27,7 +27,7 @@ from kabar.ari.pipeline import Config, Decision, TurnInput, decide, failure
 from kabar.ari.scoring import Weights
 from kabar.ari.state import ACTIVE_STATES, DEFAULT_HANDOFF_AFTER
 from kabar.assignment import service as assignment
-from kabar.auth.scope import Scope
+from kabar.auth.scope import Scope, system_scope
 from kabar.auth.visibility import Owner
 from kabar.contacts import repository as contacts_repo
 from kabar.contacts.schemas import contact_out, note_out
@@ -118,7 +118,7 @@ def _config_out(row: Any) -> s.ConfigOut:
 
 def get_config(conn: Connection, ctx: Scope) -> s.ConfigOut:
     ctx.require("ari.read")
-    return _config_out(repo.get_config(conn, ctx.workspace_id))
+    return _config_out(repo.get_config(conn, ctx))
 
 
 def _llm_keys(cipher: Cipher, row: Any, workspace_id: str) -> dict[str, str]:
@@ -134,7 +134,7 @@ def _llm_keys(cipher: Cipher, row: Any, workspace_id: str) -> dict[str, str]:
 
 def put_config(uow: UnitOfWork, ctx: Scope, data: s.ConfigIn, cipher: Cipher) -> s.ConfigOut:
     ctx.require("ari.manage")
-    row = repo.get_config(uow.conn, ctx.workspace_id)
+    row = repo.get_config(uow.conn, ctx)
     values: dict[str, Any] = {}
     for name in ("enabled", "bot_name", "language", "greeting_style", "community_link", "reply_delay_ms", "handoff_after_messages"):
         value = getattr(data, name)
@@ -152,8 +152,8 @@ def put_config(uow: UnitOfWork, ctx: Scope, data: s.ConfigIn, cipher: Cipher) ->
             values["llm"], keys = _llm_values(data.llm, keys)
         values["llm"]["keys_set"] = {k: True for k in keys}
         values["llm_api_key"] = cipher.encrypt_json(keys, associated=f"ari:{ctx.workspace_id}") if keys else None
-    repo.upsert_settings(uow.conn, t.ari_configs, ctx.workspace_id, values, uow.now)
-    out = _config_out(repo.get_config(uow.conn, ctx.workspace_id))
+    repo.upsert_settings(uow.conn, t.ari_configs, ctx, values, uow.now)
+    out = _config_out(repo.get_config(uow.conn, ctx))
     uow.emit(ctx.workspace_id, "ari.config_updated", payload(out))
     return out
 
@@ -203,13 +203,13 @@ def _scoring_out(row: Any) -> s.ScoringOut:
 
 def get_scoring(conn: Connection, ctx: Scope) -> s.ScoringOut:
     ctx.require("ari.read")
-    return _scoring_out(repo.get_scoring(conn, ctx.workspace_id))
+    return _scoring_out(repo.get_scoring(conn, ctx))
 
 
 def put_scoring(uow: UnitOfWork, ctx: Scope, data: s.ScoringIn) -> s.ScoringOut:
     """Omitted values keep the stored ones; weights must sum to 100 and hot must exceed warm."""
     ctx.require("ari.manage")
-    current = _weights(repo.get_scoring(uow.conn, ctx.workspace_id))
+    current = _weights(repo.get_scoring(uow.conn, ctx))
     hot = current.hot_threshold if data.hot_threshold is UNSET else data.hot_threshold
     warm = current.warm_threshold if data.warm_threshold is UNSET else data.warm_threshold
     w = data.weights if data.weights is not UNSET else s.WeightsIn(current.basic, current.qualification, current.documents, current.engagement)
@@ -229,8 +229,8 @@ def put_scoring(uow: UnitOfWork, ctx: Scope, data: s.ScoringIn) -> s.ScoringOut:
         "weight_documents": w.documents,
         "weight_engagement": w.engagement,
     }
-    repo.upsert_settings(uow.conn, t.ari_scoring, ctx.workspace_id, values, uow.now)
-    out = _scoring_out(repo.get_scoring(uow.conn, ctx.workspace_id))
+    repo.upsert_settings(uow.conn, t.ari_scoring, ctx, values, uow.now)
+    out = _scoring_out(repo.get_scoring(uow.conn, ctx))
     uow.emit(ctx.workspace_id, "ari.scoring_updated", payload(out))
     return out
 
@@ -245,13 +245,13 @@ def _row_out(struct: type, row: Any) -> Any:
 def _create(uow: UnitOfWork, ctx: Scope, table: Any, struct: type, values: dict[str, Any], event: str) -> Any:
     row_id = new_id()
     repo.insert_row(uow.conn, table, {"id": row_id, "workspace_id": ctx.workspace_id, **values, "created_at": uow.now, "updated_at": uow.now})
-    out = _row_out(struct, repo.get_row(uow.conn, table, ctx.workspace_id, row_id))
+    out = _row_out(struct, repo.get_row(uow.conn, table, ctx, row_id))
     uow.emit(ctx.workspace_id, f"{event}.created", payload(out))
     return out
 
 
 def _existing(conn: Connection, ctx: Scope, table: Any, row_id: str, what: str) -> Any:
-    row = repo.get_row(conn, table, ctx.workspace_id, row_id)
+    row = repo.get_row(conn, table, ctx, row_id)
     if row is None:
         raise not_found(what)
     return row
@@ -259,8 +259,8 @@ def _existing(conn: Connection, ctx: Scope, table: Any, row_id: str, what: str) 
 
 def _patch(uow: UnitOfWork, ctx: Scope, table: Any, struct: type, row_id: str, values: dict[str, Any], event: str) -> Any:
     if values:
-        repo.update_row(uow.conn, table, ctx.workspace_id, row_id, {**values, "updated_at": uow.now})
-    out = _row_out(struct, repo.get_row(uow.conn, table, ctx.workspace_id, row_id))
+        repo.update_row(uow.conn, table, ctx, row_id, {**values, "updated_at": uow.now})
+    out = _row_out(struct, repo.get_row(uow.conn, table, ctx, row_id))
     uow.emit(ctx.workspace_id, f"{event}.updated", payload(out))
     return out
 
@@ -274,7 +274,7 @@ def _update_item(uow: UnitOfWork, ctx: Scope, table: Any, struct: type, row_id: 
 def _delete_item(uow: UnitOfWork, ctx: Scope, table: Any, row_id: str, what: str, event: str) -> Any:
     ctx.require("ari.manage")
     row = _existing(uow.conn, ctx, table, row_id, what)
-    repo.delete_row(uow.conn, table, ctx.workspace_id, row_id)
+    repo.delete_row(uow.conn, table, ctx, row_id)
     uow.emit(ctx.workspace_id, f"{event}.deleted", {"id": row_id})
     return row
 
@@ -285,7 +285,7 @@ def _set_fields(data: Any) -> dict[str, Any]:
 
 def list_flow_stages(conn: Connection, ctx: Scope) -> dict[str, Any]:
     ctx.require("ari.read")
-    rows = repo.list_rows(conn, t.ari_flow_stages, ctx.workspace_id, t.ari_flow_stages.c.stage_order)
+    rows = repo.list_rows(conn, t.ari_flow_stages, ctx, t.ari_flow_stages.c.stage_order)
     if rows:
         return {"data": [_row_out(s.FlowStageOut, r) for r in rows], "next_cursor": None, "is_default": False}
     defaults = [
@@ -299,7 +299,7 @@ def create_flow_stage(uow: UnitOfWork, ctx: Scope, data: s.FlowStageIn) -> s.Flo
     ctx.require("ari.manage")
     values = msgspec.to_builtins(data)
     if values["stage_order"] is None:
-        last = repo.max_stage_order(uow.conn, ctx.workspace_id)
+        last = repo.max_stage_order(uow.conn, ctx)
         values["stage_order"] = 0 if last is None else last + 1
     return _create(uow, ctx, t.ari_flow_stages, s.FlowStageOut, values, "ari.flow_stage")
 
@@ -310,13 +310,13 @@ def update_flow_stage(uow: UnitOfWork, ctx: Scope, stage_id: str, data: s.FlowSt
 
 def delete_flow_stage(uow: UnitOfWork, ctx: Scope, stage_id: str) -> None:
     row = _delete_item(uow, ctx, t.ari_flow_stages, stage_id, "Flow stage", "ari.flow_stage")
-    repo.shift_stages_after(uow.conn, ctx.workspace_id, row.stage_order)
+    repo.shift_stages_after(uow.conn, ctx, row.stage_order)
 
 
 def list_knowledge(conn: Connection, ctx: Scope) -> dict[str, Any]:
     ctx.require("ari.read")
     k = t.ari_knowledge
-    rows = repo.list_rows(conn, k, ctx.workspace_id, k.c.category, k.c.title)
+    rows = repo.list_rows(conn, k, ctx, k.c.category, k.c.title)
     return {"data": [_row_out(s.KnowledgeOut, r) for r in rows], "next_cursor": None}
 
 
@@ -336,7 +336,7 @@ def delete_knowledge(uow: UnitOfWork, ctx: Scope, entry_id: str) -> None:
 def list_slots(conn: Connection, ctx: Scope) -> dict[str, Any]:
     ctx.require("ari.read")
     sl = t.ari_slots
-    rows = repo.list_rows(conn, sl, ctx.workspace_id, sl.c.day_of_week, sl.c.start_time)
+    rows = repo.list_rows(conn, sl, ctx, sl.c.day_of_week, sl.c.start_time)
     return {"data": [_row_out(s.SlotOut, r) for r in rows], "next_cursor": None}
 
 
@@ -351,11 +351,11 @@ def _check_slot(conn: Connection, ctx: Scope, values: dict[str, Any], except_id:
         if values["duration_minutes"] > (eh * 60 + em) - (sh * 60 + sm):
             errors.append({"field": "duration_minutes", "message": "is longer than the time between start_time and end_time"})
     consultant = values.get("consultant_id")
-    if consultant is not None and not repo.is_member(conn, ctx.workspace_id, consultant):
+    if consultant is not None and not repo.is_member(conn, ctx, consultant):
         errors.append({"field": "consultant_id", "message": "is not a member of this workspace"})
     if errors:
         raise invalid_fields(errors)
-    if repo.slot_exists(conn, ctx.workspace_id, consultant, values["day_of_week"], values["start_time"], except_id):
+    if repo.slot_exists(conn, ctx, consultant, values["day_of_week"], values["start_time"], except_id):
         raise conflict("A slot already exists for this consultant, day and start time", slug="slot-exists")
 
 
@@ -392,7 +392,7 @@ def list_appointments(
 ) -> dict[str, Any]:
     ctx.require("ari.read")
     a = t.ari_appointments
-    stmt = repo.appointments_statement(ctx.workspace_id)
+    stmt = repo.appointments_statement(ctx)
     visible = ctx.visible(t.conversations)
     if visible is not None:
         stmt = stmt.where(visible)
@@ -412,7 +412,7 @@ def list_appointments(
 
 
 def _visible_appointment(conn: Connection, ctx: Scope, appointment_id: str) -> Any:
-    row = repo.get_appointment(conn, ctx.workspace_id, appointment_id)
+    row = repo.get_appointment(conn, ctx, appointment_id)
     if row is None or not ctx.may_see(Owner(row.conversation_assignee_id)):
         raise not_found("Appointment")
     return row
@@ -430,28 +430,28 @@ def update_appointment(uow: UnitOfWork, ctx: Scope, appointment_id: str, data: s
         if changes["status"] in ("cancelled", "no_show"):
             changes["booking_key"] = None  # the seat is free again
     if changes:
-        repo.update_row(uow.conn, t.ari_appointments, ctx.workspace_id, appointment_id, {**changes, "updated_at": uow.now})
-    out = appointment_out(repo.get_appointment(uow.conn, ctx.workspace_id, appointment_id))
+        repo.update_row(uow.conn, t.ari_appointments, ctx, appointment_id, {**changes, "updated_at": uow.now})
+    out = appointment_out(repo.get_appointment(uow.conn, ctx, appointment_id))
     uow.emit(ctx.workspace_id, events.APPOINTMENT_UPDATED, payload(out), contact_id=row.contact_id)
     if changes.get("status") == "completed":
-        _complete_state(uow, ctx.workspace_id, row.conversation_id, row.contact_id)
+        _complete_state(uow, ctx, row.conversation_id, row.contact_id)
     return out
 
 
-def _complete_state(uow: UnitOfWork, workspace_id: str, conversation_id: str, contact_id: str) -> None:
+def _complete_state(uow: UnitOfWork, scope: Scope, conversation_id: str, contact_id: str) -> None:
     """The consultation happened: ARI's work for this conversation is done (handoff → completed)."""
-    state = repo.get_state(uow.conn, workspace_id, conversation_id)
+    state = repo.get_state(uow.conn, scope, conversation_id)
     if state is None or state.state != "handoff":
         return
-    repo.update_state(uow.conn, workspace_id, conversation_id, {"state": "completed", "state_changed_at": uow.now, "messages_in_state": 0, "updated_at": uow.now})
-    uow.emit(workspace_id, events.ARI_STATE_CHANGED, {"conversation_id": conversation_id, "contact_id": contact_id, "from": "handoff", "to": "completed"}, contact_id=contact_id)
+    repo.update_state(uow.conn, scope, conversation_id, {"state": "completed", "state_changed_at": uow.now, "messages_in_state": 0, "updated_at": uow.now})
+    uow.emit(scope.workspace_id, events.ARI_STATE_CHANGED, {"conversation_id": conversation_id, "contact_id": contact_id, "from": "handoff", "to": "completed"}, contact_id=contact_id)
 
 
 def conversation_ari(conn: Connection, ctx: Scope, conversation_id: str) -> s.ConversationAriOut:
     ctx.require("ari.read")
     if conv_repo.get_visible(conn, ctx, conversation_id) is None:
         raise not_found("Conversation")
-    row = repo.get_state(conn, ctx.workspace_id, conversation_id)
+    row = repo.get_state(conn, ctx, conversation_id)
     if row is None:
         return s.ConversationAriOut(None, None, None, {}, None, None, [], None, None, 0, {}, None, None)
     breakdown = dict(row.score_breakdown or {})
@@ -489,10 +489,11 @@ def on_inbound_message(uow: UnitOfWork, message: Any, conversation: Any, contact
     if getattr(message, "direction", "inbound") != "inbound" or conversation.ai_paused:
         return
     workspace_id = conversation.workspace_id
-    config = repo.reply_settings(uow.conn, workspace_id)
+    scope = system_scope(workspace_id)
+    config = repo.reply_settings(uow.conn, scope)
     if config is None or not config.enabled:
         return
-    state = repo.state_of(uow.conn, workspace_id, conversation.id)
+    state = repo.state_of(uow.conn, scope, conversation.id)
     if state is not None and state not in ACTIVE_STATES:
         return
     uow.enqueue(
@@ -512,7 +513,7 @@ def on_inbound_message(uow: UnitOfWork, message: Any, conversation: Any, contact
 class Loaded:
     """Everything one turn reads, in one snapshot."""
 
-    workspace_id: str
+    scope: Scope  # Kabar itself in the conversation's workspace (kabar.auth.scope.system_scope)
     conversation_id: str
     contact_id: str
     config: Any
@@ -530,6 +531,10 @@ class Loaded:
     tz: ZoneInfo
     target: llm.Target | None = None
     answers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def workspace_id(self) -> str:
+        return self.scope.workspace_id
 
 
 def answers_of(contact: Any) -> dict[str, str]:
@@ -557,30 +562,31 @@ def _zone(conn: Connection, workspace_id: str) -> ZoneInfo:
         return JAKARTA
 
 
-def _patterns(conn: Connection, workspace_id: str) -> list[Pattern]:
+def _patterns(conn: Connection, scope: Scope) -> list[Pattern]:
     return [
         Pattern(r.id, r.day_of_week, r.start_time, r.end_time, r.duration_minutes, r.booking_window_days, r.max_bookings_per_slot, r.consultant_id)
-        for r in repo.active_slots(conn, workspace_id)
+        for r in repo.active_slots(conn, scope)
     ]
 
 
-def free_slots(conn: Connection, workspace_id: str, patterns: list[Pattern], now: datetime, tz: ZoneInfo) -> list[Slot]:
+def free_slots(conn: Connection, scope: Scope, patterns: list[Pattern], now: datetime, tz: ZoneInfo) -> list[Slot]:
     if not patterns:
         return []
     horizon = now + timedelta(days=max(p.booking_window_days for p in patterns) + 2)
-    taken = repo.taken_booking_keys(conn, workspace_id, now, horizon)
+    taken = repo.taken_booking_keys(conn, scope, now, horizon)
     return available_slots(patterns, taken, now, tz)
 
 
 def load_turn(conn: Connection, workspace_id: str, conversation_id: str, message_id: str | None, cipher: Cipher, now: datetime) -> Loaded | None:
     """The turn's inputs, or None when there is nothing to answer (or ARI must stay quiet)."""
-    config = repo.get_config(conn, workspace_id)
+    scope = system_scope(workspace_id)
+    config = repo.get_config(conn, scope)
     if config is None or not config.enabled:
         return None
-    conversation = repo.get_conversation(conn, workspace_id, conversation_id)
+    conversation = repo.get_conversation(conn, scope, conversation_id)
     if conversation is None or conversation.ai_paused:
         return None
-    state = repo.get_state(conn, workspace_id, conversation_id)
+    state = repo.get_state(conn, scope, conversation_id)
     if state is not None and state.state not in ACTIVE_STATES:
         return None
     context = dict(state.context or {}) if state is not None else {}
@@ -588,31 +594,31 @@ def load_turn(conn: Connection, workspace_id: str, conversation_id: str, message
     if context.get("cursor_at"):
         since = datetime.fromisoformat(context["cursor_at"]) - LOOKBACK
     else:
-        trigger = repo.get_message(conn, workspace_id, message_id) if message_id else None
+        trigger = repo.get_message(conn, scope, message_id) if message_id else None
         since = trigger.created_at if trigger is not None else now - LOOKBACK
-    pending = [m for m in repo.inbound_texts_since(conn, workspace_id, conversation_id, since) if m.id not in seen and (m.text or "").strip()]
+    pending = [m for m in repo.inbound_texts_since(conn, scope, conversation_id, since) if m.id not in seen and (m.text or "").strip()]
     if not pending:
         return None
-    contact = repo.get_contact(conn, workspace_id, conversation.contact_id)
+    contact = repo.get_contact(conn, scope, conversation.contact_id)
     tz = _zone(conn, workspace_id)
-    patterns = _patterns(conn, workspace_id)
+    patterns = _patterns(conn, scope)
     k, d, f = t.ari_knowledge, t.ari_destinations, t.ari_flow_stages
     loaded = Loaded(
-        workspace_id=workspace_id,
+        scope=scope,
         conversation_id=conversation_id,
         contact_id=conversation.contact_id,
         config=config,
-        weights=_weights(repo.get_scoring(conn, workspace_id)),
+        weights=_weights(repo.get_scoring(conn, scope)),
         state=state,
         context=context,
         pending=pending,
         contact=contact,
         patterns=patterns,
-        slots=free_slots(conn, workspace_id, patterns, now, tz),
-        knowledge=[r._asdict() for r in repo.list_rows(conn, k, workspace_id, k.c.title) if r.is_active],
-        destinations=[r._asdict() for r in repo.list_rows(conn, d, workspace_id, d.c.country)],
-        flow_stages=[r._asdict() for r in repo.list_rows(conn, f, workspace_id, f.c.stage_order)],
-        history=[(r.role, r.content) for r in repo.recent_transcript(conn, workspace_id, conversation_id, prompt.HISTORY_TURNS)],
+        slots=free_slots(conn, scope, patterns, now, tz),
+        knowledge=[r._asdict() for r in repo.list_rows(conn, k, scope, k.c.title) if r.is_active],
+        destinations=[r._asdict() for r in repo.list_rows(conn, d, scope, d.c.country)],
+        flow_stages=[r._asdict() for r in repo.list_rows(conn, f, scope, f.c.stage_order)],
+        history=[(r.role, r.content) for r in repo.recent_transcript(conn, scope, conversation_id, prompt.HISTORY_TURNS)],
         tz=tz,
         answers=answers_of(contact),
     )
@@ -733,21 +739,21 @@ def apply_turn(uow: UnitOfWork, loaded: Loaded, inp: TurnInput, result: TurnResu
     conn, now, ws = uow.conn, uow.now, loaded.workspace_id
     # Locked (PostgreSQL) until this turn commits: a human takeover (a staff send, an assignment)
     # that commits first is seen here, one that comes later waits for this turn's messages.
-    if repo.ai_paused_for_update(conn, assignment.workspace_scope(ws), loaded.conversation_id) is not False:
+    if repo.ai_paused_for_update(conn, loaded.scope, loaded.conversation_id) is not False:
         return False
     conversation = conv_repo.get_joined(conn, ws, loaded.conversation_id)
-    state = repo.get_state(conn, ws, loaded.conversation_id)
+    state = repo.get_state(conn, loaded.scope, loaded.conversation_id)
     if state is not None:
         if state.state not in ACTIVE_STATES or set((state.context or {}).get("seen", [])) & {m.id for m in loaded.pending}:
             return False
     decision, replies = result.decision, result.replies
     appointment_id = None
     if decision.book is not None:
-        taken = repo.taken_booking_keys(conn, ws, decision.book.start - timedelta(minutes=1), decision.book.start + timedelta(minutes=1))
+        taken = repo.taken_booking_keys(conn, loaded.scope, decision.book.start - timedelta(minutes=1), decision.book.start + timedelta(minutes=1))
         key = free_seat(decision.book, taken)
         if key is None:
             # Someone took the seat since we read: decide again with what is free now.
-            inp = replace(inp, slots=free_slots(conn, ws, loaded.patterns, now, loaded.tz))
+            inp = replace(inp, slots=free_slots(conn, loaded.scope, loaded.patterns, now, loaded.tz))
             decision = decide(inp)
             replies = [Outgoing(r.text, result.model) for r in decision.replies]
         else:
@@ -788,7 +794,7 @@ def _book(uow: UnitOfWork, loaded: Loaded, decision: Decision, key: str) -> str:
         "updated_at": uow.now,
     }
     repo.insert_row(uow.conn, t.ari_appointments, values)
-    out = appointment_out(repo.get_appointment(uow.conn, loaded.workspace_id, appointment_id))
+    out = appointment_out(repo.get_appointment(uow.conn, loaded.scope, appointment_id))
     uow.emit(loaded.workspace_id, events.APPOINTMENT_CREATED, payload(out), contact_id=loaded.contact_id)
     return appointment_id
 
@@ -846,7 +852,7 @@ def _save_state(uow: UnitOfWork, loaded: Loaded, state: Any, decision: Decision,
     if state is None:
         repo.insert_state(uow.conn, {"workspace_id": ws, "conversation_id": loaded.conversation_id, "contact_id": loaded.contact_id, "created_at": now, **values})
     else:
-        repo.update_state(uow.conn, ws, loaded.conversation_id, values)
+        repo.update_state(uow.conn, loaded.scope, loaded.conversation_id, values)
     previous = state.state if state is not None else "greeting"
     for target in decision.path:
         data = {"conversation_id": loaded.conversation_id, "contact_id": loaded.contact_id, "from": previous, "to": target, "lead_score": decision.score.total, "lead_temperature": decision.score.temperature}
@@ -859,7 +865,7 @@ def _save_state(uow: UnitOfWork, loaded: Loaded, state: Any, decision: Decision,
 def _update_contact(uow: UnitOfWork, loaded: Loaded, decision: Decision) -> Any:
     """Answers into attributes (name/email columns only when empty), score, status — never a
     status a human set — and handoff tags."""
-    row = repo.get_contact(uow.conn, loaded.workspace_id, loaded.contact_id)
+    row = repo.get_contact(uow.conn, loaded.scope, loaded.contact_id)
     values: dict[str, Any] = {}
     attrs = dict(row.attributes or {})
     for key, value in decision.new_answers.items():
@@ -890,7 +896,7 @@ def _update_contact(uow: UnitOfWork, loaded: Loaded, decision: Decision) -> Any:
         values["search_text"] = search_text_for(name=merged["name"], profile_name=merged["profile_name"], email=merged["email"], phone_e164=merged["phone_e164"], username=merged.get("username"))
     values["updated_at"] = uow.now
     contacts_repo.update_contact(uow.conn, loaded.workspace_id, loaded.contact_id, values)
-    row = repo.get_contact(uow.conn, loaded.workspace_id, loaded.contact_id)
+    row = repo.get_contact(uow.conn, loaded.scope, loaded.contact_id)
     uow.emit(loaded.workspace_id, events.CONTACT_UPDATED, payload(contact_out(row)), contact_id=loaded.contact_id)
     return row
 
@@ -928,10 +934,10 @@ def _handoff(uow: UnitOfWork, loaded: Loaded, decision: Decision, conversation: 
     uow.emit(ws, events.NOTE_CREATED, payload(note_out(SimpleNamespace(**note))), contact_id=loaded.contact_id)
     consultant = decision.book.consultant_id if decision.book is not None else None
     assignee = conversation.assignee_id
-    if assignee is None and consultant is not None and assignment.is_assignable(uow.conn, assignment.workspace_scope(ws), consultant):
+    if assignee is None and consultant is not None and assignment.is_assignable(uow.conn, loaded.scope, consultant):
         # The booked consultant owns the customer now (contact and conversation, with events).
         assignee = consultant
-        assignment.assign(uow, assignment.workspace_scope(ws), contact_id=loaded.contact_id, assignee_id=consultant)
+        assignment.assign(uow, loaded.scope, contact_id=loaded.contact_id, assignee_id=consultant)
     write_changes(uow, conv_repo.get_joined(uow.conn, ws, loaded.conversation_id), {"ai_paused": True})
     uow.emit(
         ws,
@@ -977,16 +983,16 @@ async def process_turn(runtime: Any, workspace_id: str, conversation_id: str, me
 
 def remind_workspace(uow: UnitOfWork, workspace_id: str, tz: ZoneInfo | None = None) -> int:
     """Send the reminders due within the hour in one workspace; each at most once."""
-    conn, now = uow.conn, uow.now
+    conn, now, scope = uow.conn, uow.now, system_scope(workspace_id)
     tz = tz or _zone(conn, workspace_id)
     sent = 0
-    for appt in repo.reminders_due(conn, workspace_id, now, now + REMINDER_LEAD):
-        if not repo.claim_reminder(conn, workspace_id, appt.id, now):
+    for appt in repo.reminders_due(conn, scope, now, now + REMINDER_LEAD):
+        if not repo.claim_reminder(conn, scope, appt.id, now):
             continue
         text = rules.reminder(appt.scheduled_at, appt.duration_minutes, appt.meeting_link, tz)
         _send(uow, workspace_id, appt.conversation_id, Outgoing(text, "reminder"))
         repo.insert_transcript(conn, [{"id": new_id(), "workspace_id": workspace_id, "conversation_id": appt.conversation_id, "role": "assistant", "content": text, "model": "reminder", "metadata": {"appointment_id": appt.id}, "created_at": now}])
-        uow.emit(workspace_id, events.APPOINTMENT_UPDATED, payload(appointment_out(repo.get_appointment(conn, workspace_id, appt.id))), contact_id=appt.contact_id)
+        uow.emit(workspace_id, events.APPOINTMENT_UPDATED, payload(appointment_out(repo.get_appointment(conn, scope, appt.id))), contact_id=appt.contact_id)
         sent += 1
     return sent
 

@@ -8,14 +8,15 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from kabar.auth.scope import Scope
 from kabar.db import tables as t
 from kabar.db.prepared_writes import Statement, fetch_all
 
 C = t.channels
 
 
-def get(conn: Connection, workspace_id: str) -> Any:
-    return conn.execute(select(C).where(C.c.workspace_id == workspace_id)).first()
+def get(conn: Connection, scope: Scope) -> Any:
+    return conn.execute(scope.select(C)).first()
 
 
 _BY_PHONE_NUMBER_ID = Statement(select(C).where(C.c.phone_number_id == bindparam("pnid")))
@@ -38,8 +39,8 @@ def all_of_provider(conn: Connection, provider: str) -> list[Any]:
     return conn.execute(select(C).where(C.c.provider == provider)).all()
 
 
-def save(conn: Connection, workspace_id: str, values: dict[str, Any], *, exists: bool) -> None:
+def save(conn: Connection, scope: Scope, values: dict[str, Any], *, exists: bool) -> None:
     if exists:
-        conn.execute(update(C).where(C.c.workspace_id == workspace_id).values(**values))
+        conn.execute(update(C).where(C.c.workspace_id == scope.workspace_id).values(**values))
     else:
-        conn.execute(insert(C).values(workspace_id=workspace_id, **values))
+        conn.execute(insert(C).values(workspace_id=scope.workspace_id, **values))

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from kabar import egress
-from kabar.auth.scope import Scope
+from kabar.auth.scope import Scope, system_scope
 from kabar.channels import repository as repo
 from kabar.channels import schemas as s
 from kabar.config import Settings
@@ -93,7 +93,7 @@ def decrypt(cipher: Cipher, row: Any) -> ChannelConfig:
 
 
 def load(conn: Connection, cipher: Cipher, workspace_id: str) -> ChannelConfig | None:
-    row = repo.get(conn, workspace_id)
+    row = repo.get(conn, system_scope(workspace_id))
     return decrypt(cipher, row) if row is not None else None
 
 
@@ -123,7 +123,7 @@ def channel_out(row: Any, secrets: dict[str, str]) -> s.ChannelOut:
 
 def get_channel(conn: Connection, ctx: Scope, cipher: Cipher) -> s.ChannelOut:
     ctx.require("channel.read")
-    row = repo.get(conn, ctx.workspace_id)
+    row = repo.get(conn, ctx)
     if row is None:
         raise not_found("Channel")
     return channel_out(row, cipher.decrypt_json(row.secrets, _aad(row.workspace_id)))
@@ -155,7 +155,7 @@ def _base_url_or_422(url: str, settings: Settings) -> str:
 def put_channel(uow: UnitOfWork, ctx: Scope, data: s.ChannelIn, cipher: Cipher, settings: Settings) -> s.ChannelOut:
     ctx.require("channel.manage")
     conn = uow.conn
-    existing = repo.get(conn, ctx.workspace_id)
+    existing = repo.get(conn, ctx)
     secrets: dict[str, str] = cipher.decrypt_json(existing.secrets, _aad(ctx.workspace_id)) if existing else {}
     for name in s.SECRET_FIELDS:
         value = getattr(data, name)
@@ -187,8 +187,8 @@ def put_channel(uow: UnitOfWork, ctx: Scope, data: s.ChannelIn, cipher: Cipher, 
     }
     if existing is None:
         values["created_at"] = uow.now
-    repo.save(conn, ctx.workspace_id, values, exists=existing is not None)
-    out = channel_out(repo.get(conn, ctx.workspace_id), secrets)
+    repo.save(conn, ctx, values, exists=existing is not None)
+    out = channel_out(repo.get(conn, ctx), secrets)
     uow.emit(ctx.workspace_id, CHANNEL_UPDATED, payload(out))
     return out
 
@@ -196,7 +196,8 @@ def put_channel(uow: UnitOfWork, ctx: Scope, data: s.ChannelIn, cipher: Cipher, 
 def configure(uow: UnitOfWork, workspace_id: str, cipher: Cipher, *, provider: str, phone_number_id: str,
               secrets: dict[str, str], api_base_url: str | None = None, display_phone_number: str | None = None) -> None:
     """Write a channel without an HTTP caller (demo seed, operators' scripts)."""
-    existing = repo.get(uow.conn, workspace_id)
+    scope = system_scope(workspace_id)
+    existing = repo.get(uow.conn, scope)
     values: dict[str, Any] = {
         "provider": provider,
         "phone_number_id": phone_number_id,
@@ -207,4 +208,4 @@ def configure(uow: UnitOfWork, workspace_id: str, cipher: Cipher, *, provider: s
     }
     if existing is None:
         values["created_at"] = uow.now
-    repo.save(uow.conn, workspace_id, values, exists=existing is not None)
+    repo.save(uow.conn, scope, values, exists=existing is not None)

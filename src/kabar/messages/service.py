@@ -20,8 +20,7 @@ import msgspec
 import regex
 from sqlalchemy import Connection
 
-from kabar.assignment.service import workspace_scope
-from kabar.auth.scope import Scope
+from kabar.auth.scope import Scope, system_scope
 from kabar.conversations import repository as conv_repo
 from kabar.conversations.service import decode_keyset, visible_or_404, write_changes
 from kabar.db.uow import UnitOfWork
@@ -60,8 +59,8 @@ def list_messages(conn: Connection, ctx: Scope, conversation_id: str, *, before:
     """Newest first. ``before`` is a ``next_cursor`` from a previous page, or a message id."""
     ctx.require("conversations.read")
     visible_or_404(conn, ctx, conversation_id)
-    key = _before_key(conn, ctx.workspace_id, conversation_id, before)
-    rows = repo.history(conn, ctx.workspace_id, conversation_id, limit=limit + 1, before=key)
+    key = _before_key(conn, ctx, conversation_id, before)
+    rows = repo.history(conn, ctx, conversation_id, limit=limit + 1, before=key)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -69,11 +68,11 @@ def list_messages(conn: Connection, ctx: Scope, conversation_id: str, *, before:
     return MessagePage(data=[message_out(row) for row in rows], next_cursor=next_cursor)
 
 
-def _before_key(conn: Connection, workspace_id: str, conversation_id: str, before: str | None) -> tuple[datetime, str] | None:
+def _before_key(conn: Connection, ctx: Scope, conversation_id: str, before: str | None) -> tuple[datetime, str] | None:
     if not before:
         return None
     if _MESSAGE_ID.match(before):
-        row = repo.get_message(conn, workspace_id, before)
+        row = repo.get_message(conn, ctx, before)
         if row is None or row.conversation_id != conversation_id:
             raise bad_request("before is not a message of this conversation")
         return row.created_at, row.id
@@ -155,15 +154,16 @@ def create_outbound_message(
     """
     if sender_type not in ("user", "bot"):
         raise ValueError(f"outbound sender_type must be user or bot, not {sender_type!r}")
+    scope = system_scope(workspace_id)  # the workspace's own reads; the sender's visibility is sent_by's
     conversation = conv_repo.get_joined(uow.conn, workspace_id, conversation_id)
     if conversation is None:
         raise not_found("Conversation")
     media_in, template_in = _coerce(media, MediaIn, "media"), _coerce(template, TemplateIn, "template")
-    content = _validated_content(uow.conn, workspace_id, conversation_id, type, text, media_in, template_in, reply_to_id, sent_by)
+    content = _validated_content(uow.conn, scope, conversation_id, type, text, media_in, template_in, reply_to_id, sent_by)
     if type != "template":
         require_open_window(conversation, uow.now)
     if content["media"] and content["media"].get("id"):
-        content["media"]["id"] = _attach_upload(uow, workspace_id, content["media"]["id"], conversation)
+        content["media"]["id"] = _attach_upload(uow, scope, content["media"]["id"], conversation)
     message_id = new_id()
     row = {
         "id": message_id,
@@ -182,7 +182,7 @@ def create_outbound_message(
         "updated_at": uow.now,
     }
     repo.insert_message(uow.conn, row)
-    out = message_out(repo.get_message(uow.conn, workspace_id, message_id))
+    out = message_out(repo.get_message(uow.conn, scope, message_id))
     uow.emit(workspace_id, MESSAGE_CREATED, payload(out), contact_id=conversation.contact_id)
     caption = (content["media"] or {}).get("caption")
     template_name = template_in.name if template_in else None
@@ -198,13 +198,13 @@ def create_outbound_message(
     return out
 
 
-def _attach_upload(uow: UnitOfWork, workspace_id: str, upload_id: str, conversation: Any) -> str:
+def _attach_upload(uow: UnitOfWork, scope: Scope, upload_id: str, conversation: Any) -> str:
     """The id of the upload to send in ``conversation``: an unsent upload now belongs to it
     (kabar.auth.visibility); one already sent elsewhere is copied (same file, a new id that
     belongs here), so that each conversation's files follow that conversation's visibility."""
-    if repo.attach_upload(uow.conn, workspace_scope(workspace_id), upload_id, conversation.id, conversation.contact_id):
+    if repo.attach_upload(uow.conn, scope, upload_id, conversation.id, conversation.contact_id):
         return upload_id
-    row = repo.get_upload(uow.conn, workspace_id, upload_id)
+    row = repo.get_upload(uow.conn, scope, upload_id)
     if row.conversation_id == conversation.id:
         return upload_id
     copy_id = new_id()
@@ -225,7 +225,7 @@ def _coerce(value: Any, struct: type, field: str) -> Any:
 
 def _validated_content(
     conn: Connection,
-    workspace_id: str,
+    scope: Scope,
     conversation_id: str,
     type: str,
     text: str | None,
@@ -255,7 +255,7 @@ def _validated_content(
         if media is None:
             err("media", f"is required for a {type} message")
         else:
-            stored_media = _media_columns(conn, workspace_id, type, media, err, sent_by)
+            stored_media = _media_columns(conn, scope, type, media, err, sent_by)
     elif media is not None:
         err("media", "is only for image, document, audio and video messages")
     if type == "template":
@@ -267,7 +267,7 @@ def _validated_content(
         err("template", "is only for template messages")
     reply_to_provider_id = None
     if reply_to_id is not None:
-        original = repo.get_message(conn, workspace_id, reply_to_id)
+        original = repo.get_message(conn, scope, reply_to_id)
         if original is None or original.conversation_id != conversation_id:
             err("reply_to_id", "is not a message of this conversation")
         else:
@@ -283,7 +283,7 @@ def _validated_content(
     }
 
 
-def _media_columns(conn: Connection, workspace_id: str, type: str, media: MediaIn, err: Any, sent_by: Scope | None) -> dict[str, Any] | None:
+def _media_columns(conn: Connection, scope: Scope, type: str, media: MediaIn, err: Any, sent_by: Scope | None) -> dict[str, Any] | None:
     if (media.url is None) == (media.upload_id is None):
         err("media", "give exactly one of url or upload_id")
         return None
@@ -299,7 +299,7 @@ def _media_columns(conn: Connection, workspace_id: str, type: str, media: MediaI
         out.update(url=media.url, mime_type=guessed, filename=media.filename or (os.path.basename(parts.path) or None))
     else:
         # Not another member's unsent file, nor one sent in a conversation the sender cannot see.
-        upload = repo.get_visible_upload(conn, sent_by, media.upload_id) if sent_by else repo.get_upload(conn, workspace_id, media.upload_id)
+        upload = repo.get_visible_upload(conn, sent_by, media.upload_id) if sent_by else repo.get_upload(conn, scope, media.upload_id)
         if upload is None:
             err("media.upload_id", "is not an upload of this workspace")
             return None
@@ -345,7 +345,7 @@ def react(uow: UnitOfWork, ctx: Scope, conversation_id: str, message_id: str, em
     """
     ctx.require("messages.send")
     conversation = visible_or_404(uow.conn, ctx, conversation_id)
-    target = repo.get_message(uow.conn, ctx.workspace_id, message_id)
+    target = repo.get_message(uow.conn, ctx, message_id)
     if target is None or target.conversation_id != conversation_id:
         raise not_found("Message")
     emoji = emoji.strip()
@@ -363,7 +363,7 @@ def react(uow: UnitOfWork, ctx: Scope, conversation_id: str, message_id: str, em
     reactions = [r for r in reactions if r.get("by") != BUSINESS]
     if emoji:
         reactions.append({"emoji": emoji, "by": BUSINESS, "at": at, "user_id": ctx.user_id, "status": "pending"})
-    row = repo.update_message(uow.conn, ctx.workspace_id, message_id, {"reactions": reactions, "updated_at": uow.now})
+    row = repo.update_message(uow.conn, ctx, message_id, {"reactions": reactions, "updated_at": uow.now})
     out = message_out(row)
     uow.emit(ctx.workspace_id, MESSAGE_UPDATED, payload(out), contact_id=row.contact_id)
     uow.enqueue(REACT_JOB, {"message_id": message_id, "emoji": emoji, "at": at}, workspace_id=ctx.workspace_id, serial_key=f"send:{conversation_id}")
@@ -447,7 +447,7 @@ def record_upload(
             "created_at": uow.now,
         },
     )
-    out = upload_out(repo.get_upload(uow.conn, ctx.workspace_id, upload_id))
+    out = upload_out(repo.get_upload(uow.conn, ctx, upload_id))
     uow.emit(ctx.workspace_id, UPLOAD_CREATED, payload(out))
     return out
 
