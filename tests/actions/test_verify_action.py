@@ -14,14 +14,7 @@ from tests.actions.harness import OUTSIDE_ROUTES, SCENARIOS, app_routes, make_wo
 
 # Gaps found and not fixed here, each with who owns the fix. Strict: when fixed, the xfail fails
 # and the entry must go.
-KNOWN_GAPS: dict[str, str] = {
-    "webhook_starts_failing": (
-        "the delivery job sets failing_since (status 'failing') with no event; emitting webhook.updated there "
-        "makes a '*' subscriber receive its own status changes (test_failing_receiver_gets_everything_in_order_"
-        "after_recovering counts them): an endpoint must first never be sent events about itself "
-        "(kabar.integrations.dispatch, helper B)"
-    ),
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def _cases(jobs: bool) -> list:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from kabar.auth.scope import system_scope
 from kabar.auth.service import create_user
 from kabar.db import tables as t
 from kabar.db.migrate import upgrade
@@ -41,7 +42,7 @@ async def main(url: str, calls: int = 3000) -> None:
             if mode == "built per call":
                 uow.conn.execute(select(E.c.id, E.c.events).where(E.c.workspace_id == ws, E.c.active.is_(True)).order_by(E.c.id)).all()
             elif mode == "prebuilt":
-                repo.active_endpoints(uow.conn, ws)
+                repo.active_endpoints(uow.conn, system_scope(ws))
             else:
                 dispatch.nudge(uow)
         uow.events.clear()

@@ -11,6 +11,7 @@ from kabar.db import tables as t
 from kabar.hooks import retention_floor
 from tests.helpers import assert_problem
 from tests.integrations.conftest import emit, wait_for
+from tests.integrations.receiver import Receiver
 
 
 async def subscribe(tenant: Any, url: str, events: list[str]) -> dict[str, Any]:
@@ -121,6 +122,56 @@ async def test_failing_receiver_gets_everything_in_order_after_recovering(client
     assert webhook["status"] == "active"
     listed = await wait_for(lambda: all_delivered(tenant, hook["id"], 6), what="6 recorded deliveries")
     assert listed[-1]["attempts"] >= 2
+
+
+def _about(received: list[Any], webhook_id: str) -> list[dict[str, Any]]:
+    """The ``webhook.*`` events among ``received`` that are about endpoint ``webhook_id``."""
+    return [r.json for r in received if r.json["type"].startswith("webhook.") and r.json["data"]["id"] == webhook_id]
+
+
+async def test_an_endpoint_is_never_sent_events_about_itself(client, jobs, tenant, receiver):
+    """Subscribed to "*", an endpoint would otherwise receive its own webhook.created and every
+    change of its own status (failing, active again): a feedback loop. Another endpoint subscribed
+    to webhook.* is told of them, and of the status changes the delivery job makes."""
+    down = Receiver(status=500).start()
+    try:
+        star = await subscribe(tenant, down.url, ["*"])
+        watcher = await subscribe(tenant, receiver.url, ["webhook.*"])
+        await emit(client.runtime, tenant.ws, "contact.created")
+
+        def star_status(status: str) -> Any:
+            return lambda: [e for e in _about(receiver.accepted(), star["id"]) if e["data"]["status"] == status]
+
+        await wait_for(star_status("failing"), what="webhook.updated: the '*' endpoint is failing")
+        down.status = 200
+        await wait_for(star_status("active"), what="webhook.updated: the '*' endpoint delivers again")
+        headers = tenant.owner.headers
+        for hook in (watcher, star):  # the last change: everything before it is settled once it arrives
+            response = await client.patch(f"{tenant.base}/webhooks/{hook['id']}", json={"description": "CRM"}, headers=headers)
+            assert response.status_code == 200, response.text
+        await emit(client.runtime, tenant.ws, "contact.created")
+
+        to_star = await wait_for(lambda: len(down.accepted()) >= 4 and down.accepted(), what="the '*' endpoint's events")
+        told = await wait_for(
+            lambda: (got := _about(receiver.accepted(), star["id"])) and got[-1]["data"]["description"] == "CRM" and got,
+            what="the watcher told of the '*' endpoint's change",
+        )
+    finally:
+        down.stop()
+    assert [(r.json["type"], r.json["data"].get("id")) for r in to_star] == [
+        ("webhook.created", watcher["id"]),
+        ("contact.created", None),
+        ("webhook.updated", watcher["id"]),
+        ("contact.created", None),
+    ], "the '*' endpoint gets everything but what is about itself"
+    assert not _about(down.snapshot(), star["id"])
+    assert [(e["type"], e["data"]["status"]) for e in told] == [
+        ("webhook.updated", "failing"),
+        ("webhook.updated", "active"),
+        ("webhook.updated", "active"),
+    ]
+    assert not _about(receiver.snapshot(), watcher["id"]), "nor the watcher about itself"
+    assert all(r.signature_ok(watcher["secret"]) for r in receiver.snapshot())
 
 
 async def _webhook_if(client: Any, tenant: Any, webhook_id: str, predicate: Any) -> dict[str, Any] | None:

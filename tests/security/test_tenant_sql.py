@@ -56,6 +56,8 @@ NO_SCOPE = {
     "kabar/ingest/repository.py:message_status_for": "pure: maps a provider status",
     "kabar/ingest/repository.py:quarantine_size": "the webhook quarantine: receipts that reached no workspace",
     "kabar/ingest/repository.py:delete_quarantine": "the webhook quarantine: receipts that reached no workspace",
+    "kabar/ingest/repository.py:get_receipt": "`kabar webhooks replay`: the operator names a receipt by id; the row says its workspace (or none)",
+    "kabar/ingest/repository.py:list_receipts": "`kabar webhooks list/replay`: the operator's view of every workspace's receipts",
     "kabar/integrations/repository.py:serial_key": "pure: names an advisory lock",
     "kabar/conversations/repository.py:runner": "pure: wraps a reader function",
 }
@@ -65,8 +67,6 @@ INSERTS_TAKE_THE_ROW = ("insert_", "upsert_")
 # Repository functions that take a bare ``workspace_id`` where the Scope belongs: tasks and
 # webhooks call them with no caller to scope by. To convert (then delete from here); never add.
 WORKSPACE_ID_NOT_SCOPE = {
-    "kabar/ingest/repository.py": "get_receipt update_receipt list_receipts contact_by_phone contact_by_id touch_contact update_contact bump_conversation message_by_provider_id message_by_id id_of_provider_message update_message attach_provider_id advance_status lock_provider_ids record_status adopt_parked",
-    "kabar/integrations/repository.py": "endpoint endpoints count_endpoints update_endpoint delete_endpoint active_endpoints workspace_event_seq retention_floor events_after open_deliveries delivery delivery_page event_exists retry_failed_now update_delivery schedule_dispatch",
 }
 # Statement builders: a call of one of these whose arguments name a tenant table is tenant SQL.
 BUILDERS = {

@@ -104,10 +104,10 @@ def _record(uow: UnitOfWork, ctx: Scope, channel: service.ChannelConfig, to: str
         status="sent",
     )
     Applier(uow, ctx.workspace_id).apply([echo])
-    row = ingest_repo.message_by_provider_id(uow.conn, ctx.workspace_id, wamid, lock=True)
+    row = ingest_repo.message_by_provider_id(uow.conn, ctx, wamid, lock=True)
     if row is None:
         return None
     if ctx.user_id and row.sender_id is None:
-        row = ingest_repo.update_message(uow.conn, ctx.workspace_id, row.id, {"sender_id": ctx.user_id, "updated_at": uow.now})
+        row = ingest_repo.update_message(uow.conn, ctx, row.id, {"sender_id": ctx.user_id, "updated_at": uow.now})
         uow.emit(ctx.workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
     return row

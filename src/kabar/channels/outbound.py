@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from kabar.auth.scope import system_scope
 from kabar.channels import service as channels
 from kabar.crypto import Cipher
 from kabar.db import tables as t
@@ -43,7 +44,8 @@ class SendContext:
 
 
 def load_send(conn: Connection, cipher: Cipher, workspace_id: str, message_id: str) -> SendContext | None:
-    message = ingest_repo.message_by_id(conn, workspace_id, message_id)
+    scope = system_scope(workspace_id)
+    message = ingest_repo.message_by_id(conn, scope, message_id)
     if message is None:
         return None
     contact = conn.execute(
@@ -51,7 +53,7 @@ def load_send(conn: Connection, cipher: Cipher, workspace_id: str, message_id: s
     ).first()
     reply_to = message.reply_to_provider_id
     if reply_to is None and message.reply_to_id:
-        original = ingest_repo.message_by_id(conn, workspace_id, message.reply_to_id)
+        original = ingest_repo.message_by_id(conn, scope, message.reply_to_id)
         reply_to = original.provider_message_id if original is not None else None
     upload = None
     upload_id = (message.media or {}).get("id")
@@ -75,7 +77,7 @@ def _set_state(conn: Connection, workspace_id: str, row: Any, state: dict[str, A
 
 def mark_in_flight(uow: UnitOfWork, workspace_id: str, message_id: str, attempt: int, provider_media_id: str | None) -> bool:
     """Committed before calling the provider; False when the message is no longer waiting to be sent."""
-    row = ingest_repo.message_by_id(uow.conn, workspace_id, message_id, lock=True)
+    row = ingest_repo.message_by_id(uow.conn, system_scope(workspace_id), message_id, lock=True)
     if row is None or row.status != "pending" or row.provider_message_id is not None:
         return False
     state = {"state": "in_flight", "attempt": attempt, "started_at": uow.now.isoformat()}
@@ -88,7 +90,7 @@ def mark_in_flight(uow: UnitOfWork, workspace_id: str, message_id: str, attempt:
 
 
 def mark_not_sent(uow: UnitOfWork, workspace_id: str, message_id: str, error: dict[str, Any]) -> None:
-    row = ingest_repo.message_by_id(uow.conn, workspace_id, message_id, lock=True)
+    row = ingest_repo.message_by_id(uow.conn, system_scope(workspace_id), message_id, lock=True)
     if row is None or row.provider_message_id is not None:
         return
     row = _set_state(uow.conn, workspace_id, row, {**send_state(row), "state": "not_sent", "last_error": error}, uow.now)
@@ -97,14 +99,14 @@ def mark_not_sent(uow: UnitOfWork, workspace_id: str, message_id: str, error: di
 
 def mark_sent(uow: UnitOfWork, workspace_id: str, message_id: str, provider_message_id: str) -> None:
     """Store the provider's id; statuses that arrived before it are applied now."""
-    conn = uow.conn
-    ingest_repo.lock_provider_ids(conn, workspace_id, {provider_message_id})  # vs. its status webhooks
-    row = ingest_repo.message_by_id(conn, workspace_id, message_id, lock=True)
+    conn, scope = uow.conn, system_scope(workspace_id)
+    ingest_repo.lock_provider_ids(conn, scope, {provider_message_id})  # vs. its status webhooks
+    row = ingest_repo.message_by_id(conn, scope, message_id, lock=True)
     if row is None:
         return
     state = {**send_state(row), "state": "accepted"}
     if row.provider_message_id is None:
-        twin = ingest_repo.message_by_provider_id(conn, workspace_id, provider_message_id, lock=True)
+        twin = ingest_repo.message_by_provider_id(conn, scope, provider_message_id, lock=True)
         if twin is not None:
             # The provider's echo of this very send was stored as an external message (our commit
             # came after the confirmation window): fold it into this one.
@@ -112,19 +114,20 @@ def mark_sent(uow: UnitOfWork, workspace_id: str, message_id: str, provider_mess
             conn.execute(update(t.message_status_history).where(t.message_status_history.c.message_id == twin.id).values(message_id=None))
             conn.execute(M.delete().where(M.c.workspace_id == workspace_id, M.c.id == twin.id))
         row = _set_state(conn, workspace_id, row, state, uow.now, provider_message_id=provider_message_id, sent_at=uow.now)
-        row = ingest_repo.advance_status(conn, workspace_id, row.id, "sent", None, uow.now) or row
-        row = ingest_repo.adopt_parked(conn, workspace_id, row, uow.now)
+        row = ingest_repo.advance_status(conn, scope, row.id, "sent", None, uow.now) or row
+        row = ingest_repo.adopt_parked(conn, scope, row, uow.now)
     else:
         row = _set_state(conn, workspace_id, row, state, uow.now)
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
 
 
 def mark_failed(uow: UnitOfWork, workspace_id: str, message_id: str, error: dict[str, Any]) -> None:
-    row = ingest_repo.message_by_id(uow.conn, workspace_id, message_id, lock=True)
+    scope = system_scope(workspace_id)
+    row = ingest_repo.message_by_id(uow.conn, scope, message_id, lock=True)
     if row is None or row.provider_message_id is not None:
         return  # the provider took it after all: its statuses decide
     row = _set_state(uow.conn, workspace_id, row, {**send_state(row), "state": "failed"}, uow.now)
-    row = ingest_repo.advance_status(uow.conn, workspace_id, row.id, "failed", error, uow.now) or row
+    row = ingest_repo.advance_status(uow.conn, scope, row.id, "failed", error, uow.now) or row
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
 
 
@@ -133,7 +136,8 @@ def mark_reaction(uow: UnitOfWork, workspace_id: str, job: dict[str, Any], provi
     """The outcome of a ``message.react`` job on the reaction it sent: ``sent`` (WhatsApp reports
     nothing further for a reaction) or ``failed`` with the error. A reaction changed again
     meanwhile is left alone: its own job reports on it."""
-    row = ingest_repo.message_by_id(uow.conn, workspace_id, job["message_id"], lock=True)
+    scope = system_scope(workspace_id)
+    row = ingest_repo.message_by_id(uow.conn, scope, job["message_id"], lock=True)
     if row is None:
         return
     reactions = list(row.reactions or [])
@@ -148,7 +152,7 @@ def mark_reaction(uow: UnitOfWork, workspace_id: str, job: dict[str, Any], provi
     if provider_message_id:
         entry["provider_message_id"] = provider_message_id
     reactions[index] = entry
-    row = ingest_repo.update_message(uow.conn, workspace_id, row.id, {"reactions": reactions, "updated_at": uow.now})
+    row = ingest_repo.update_message(uow.conn, scope, row.id, {"reactions": reactions, "updated_at": uow.now})
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
 
 
@@ -170,7 +174,8 @@ def attach_download(uow: UnitOfWork, workspace_id: str, message_id: str, upload:
     """Record a downloaded inbound media file and point the message's media at it."""
     from kabar.messages import repository as messages_repo
 
-    row = ingest_repo.message_by_id(uow.conn, workspace_id, message_id, lock=True)
+    scope = system_scope(workspace_id)
+    row = ingest_repo.message_by_id(uow.conn, scope, message_id, lock=True)
     if row is None or row.media is None or row.media.get("id"):
         return
     # Received in this conversation: visible exactly when it is (kabar.auth.visibility).
@@ -181,7 +186,7 @@ def attach_download(uow: UnitOfWork, workspace_id: str, message_id: str, upload:
     media = {**row.media, "id": upload["id"], "size": upload["size"], "sha256": upload["sha256"], "mime_type": upload["mime_type"]}
     media.pop("url", None)  # the provider's URL expires; the local copy is what the API serves
     media.pop("download_error", None)
-    row = ingest_repo.update_message(uow.conn, workspace_id, message_id, {"media": media, "updated_at": uow.now})
+    row = ingest_repo.update_message(uow.conn, scope, message_id, {"media": media, "updated_at": uow.now})
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
 
 
@@ -189,10 +194,11 @@ def mark_download_failed(uow: UnitOfWork, workspace_id: str, message_id: str, er
     """Inbound media that will not be fetched (refused by the egress guard, too large, gone): the
     message says so in ``media.download_error``, and the provider's URL is dropped, so that nothing
     (the inbox included) follows it."""
-    row = ingest_repo.message_by_id(uow.conn, workspace_id, message_id, lock=True)
+    scope = system_scope(workspace_id)
+    row = ingest_repo.message_by_id(uow.conn, scope, message_id, lock=True)
     if row is None or row.media is None or row.media.get("id"):
         return
     media = {k: v for k, v in row.media.items() if k != "url"}
     media["download_error"] = error
-    row = ingest_repo.update_message(uow.conn, workspace_id, message_id, {"media": media, "updated_at": uow.now})
+    row = ingest_repo.update_message(uow.conn, scope, message_id, {"media": media, "updated_at": uow.now})
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)

@@ -160,13 +160,14 @@ def _is_meta_url(url: str) -> bool:
 @handler(MEDIA_JOB)
 async def download_media(runtime: Runtime, job: Job) -> None:
     """Fetch an inbound message's media through the provider and keep it under KABAR_DATA_DIR."""
+    from kabar.auth.scope import system_scope
     from kabar.ingest import repository as ingest_repo
     from kabar.messages.service import clean_filename, upload_path, write_upload_file
 
     ws, message_id = job.workspace_id, job.payload["message_id"]
 
     def _load(conn: Any) -> tuple[Any, Any]:
-        return ingest_repo.message_by_id(conn, ws, message_id), outbound.channels.load(conn, runtime.cipher, ws)
+        return ingest_repo.message_by_id(conn, system_scope(ws), message_id), outbound.channels.load(conn, runtime.cipher, ws)
 
     message, channel = await runtime.db.read(_load)
     if message is None or not message.media or message.media.get("id") or channel is None:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kabar.auth.scope import Scope
 from kabar.db import tables as t
 from kabar.db.prepared_writes import Statement, fetch_first
 from kabar.db.types import JSONType, UTCDateTime
@@ -87,8 +88,9 @@ def get_receipt(conn: Connection, receipt_id: str) -> Any:
     return conn.execute(select(R).where(R.c.id == receipt_id)).first()
 
 
-def update_receipt(conn: Connection, receipt_id: str, values: dict[str, Any]) -> None:
-    conn.execute(update(R).where(R.c.id == receipt_id).values(**values))
+def update_receipt(conn: Connection, scope: Scope, receipt_id: str, values: dict[str, Any]) -> None:
+    """``scope``: the receipt's workspace (``system_scope("")`` for one in the quarantine)."""
+    conn.execute(update(R).where(R.c.workspace_id == scope.workspace_id, R.c.id == receipt_id).values(**values))
 
 
 def list_receipts(conn: Connection, *, statuses: tuple[str, ...] | None, workspace_id: str | None, limit: int) -> list[Any]:
@@ -107,24 +109,24 @@ _CONTACT_BY_ID = select(K).where(K.c.workspace_id == _ws, K.c.id == _id)
 _CONVERSATION_OF = Statement(select(V).where(V.c.workspace_id == _ws, V.c.contact_id == bindparam("contact_id")))
 
 
-def contact_by_phone(conn: Connection, workspace_id: str, phone_e164: str) -> Any:
-    return fetch_first(conn, _CONTACT_BY_PHONE, {"ws": workspace_id, "phone": phone_e164})
+def contact_by_phone(conn: Connection, scope: Scope, phone_e164: str) -> Any:
+    return fetch_first(conn, _CONTACT_BY_PHONE, {"ws": scope.workspace_id, "phone": phone_e164})
 
 
-def contact_by_id(conn: Connection, workspace_id: str, contact_id: str) -> Any:
-    return conn.execute(_CONTACT_BY_ID, {"ws": workspace_id, "b_id": contact_id}).one()
+def contact_by_id(conn: Connection, scope: Scope, contact_id: str) -> Any:
+    return conn.execute(_CONTACT_BY_ID, {"ws": scope.workspace_id, "b_id": contact_id}).one()
 
 
 _CONTACT_BY_USER_ID = Statement(select(K).where(K.c.workspace_id == _ws, K.c.whatsapp_user_id == bindparam("user_id")))
 _CONTACT_BY_USERNAME = Statement(select(K).where(K.c.workspace_id == _ws, K.c.username == bindparam("username")))
 
 
-def contact_by_user_id(conn: Connection, workspace_id: str, user_id: str) -> Any:
-    return fetch_first(conn, _CONTACT_BY_USER_ID, {"ws": workspace_id, "user_id": user_id})
+def contact_by_user_id(conn: Connection, scope: Scope, user_id: str) -> Any:
+    return fetch_first(conn, _CONTACT_BY_USER_ID, {"ws": scope.workspace_id, "user_id": user_id})
 
 
-def contact_by_username(conn: Connection, workspace_id: str, username: str) -> Any:
-    return fetch_first(conn, _CONTACT_BY_USERNAME, {"ws": workspace_id, "username": username})
+def contact_by_username(conn: Connection, scope: Scope, username: str) -> Any:
+    return fetch_first(conn, _CONTACT_BY_USERNAME, {"ws": scope.workspace_id, "username": username})
 
 
 def insert_contact(conn: Connection, values: dict[str, Any]) -> Any:
@@ -132,8 +134,8 @@ def insert_contact(conn: Connection, values: dict[str, Any]) -> Any:
     return _insert_new(conn, "contacts", {"id": new_id(), **values})
 
 
-def conversation_of(conn: Connection, workspace_id: str, contact_id: str) -> Any:
-    return fetch_first(conn, _CONVERSATION_OF, {"ws": workspace_id, "contact_id": contact_id})
+def conversation_of(conn: Connection, scope: Scope, contact_id: str) -> Any:
+    return fetch_first(conn, _CONVERSATION_OF, {"ws": scope.workspace_id, "contact_id": contact_id})
 
 
 def upsert_conversation(conn: Connection, values: dict[str, Any]) -> tuple[Any, bool]:
@@ -166,12 +168,13 @@ _TOUCH_CONTACT = Statement(
 )
 
 
-def touch_contact(conn: Connection, workspace_id: str, contact_id: str, *, at: datetime, now: datetime) -> Any:
-    return fetch_first(conn, _TOUCH_CONTACT, {"ws": workspace_id, "b_id": contact_id, "at": at, "now": now})
+def touch_contact(conn: Connection, scope: Scope, contact_id: str, *, at: datetime, now: datetime) -> Any:
+    return fetch_first(conn, _TOUCH_CONTACT, {"ws": scope.workspace_id, "b_id": contact_id, "at": at, "now": now})
 
 
-def update_contact(conn: Connection, workspace_id: str, contact_id: str, values: dict[str, Any]) -> Any:
-    return conn.execute(update(K).where(K.c.workspace_id == workspace_id, K.c.id == contact_id).values(**values).returning(*K.c)).one()
+def update_contact(conn: Connection, scope: Scope, contact_id: str, values: dict[str, Any]) -> Any:
+    stmt = update(K).where(K.c.workspace_id == scope.workspace_id, K.c.id == contact_id).values(**values).returning(*K.c)
+    return conn.execute(stmt).one()
 
 
 _last_at = bindparam("last_at", type_=UTCDateTime())
@@ -202,7 +205,7 @@ _BUMP_CONVERSATION = Statement(
 
 def bump_conversation(
     conn: Connection,
-    workspace_id: str,
+    scope: Scope,
     conversation_id: str,
     *,
     now: datetime,
@@ -213,7 +216,7 @@ def bump_conversation(
     reopen: bool,
     takeover: bool = False,
 ) -> Any:
-    params = {"ws": workspace_id, "b_id": conversation_id, "now": now, "unread": unread, "last_at": last_at,
+    params = {"ws": scope.workspace_id, "b_id": conversation_id, "now": now, "unread": unread, "last_at": last_at,
               "preview": preview or "", "inbound_at": inbound_at, "reopen": reopen, "takeover": takeover}
     return fetch_first(conn, _BUMP_CONVERSATION, params)
 
@@ -230,24 +233,24 @@ def insert_message(conn: Connection, values: dict[str, Any]) -> Any:
     return _insert_new(conn, "messages", values)
 
 
-def message_by_provider_id(conn: Connection, workspace_id: str, provider_message_id: str, *, lock: bool = False) -> Any:
+def message_by_provider_id(conn: Connection, scope: Scope, provider_message_id: str, *, lock: bool = False) -> Any:
     stmt = _MESSAGE_BY_PROVIDER_ID.with_for_update() if lock else _MESSAGE_BY_PROVIDER_ID
-    return conn.execute(stmt, {"ws": workspace_id, "pmid": provider_message_id}).first()
+    return conn.execute(stmt, {"ws": scope.workspace_id, "pmid": provider_message_id}).first()
 
 
-def message_by_id(conn: Connection, workspace_id: str, message_id: str, *, lock: bool = False) -> Any:
+def message_by_id(conn: Connection, scope: Scope, message_id: str, *, lock: bool = False) -> Any:
     stmt = _MESSAGE_BY_ID.with_for_update() if lock else _MESSAGE_BY_ID
-    return conn.execute(stmt, {"ws": workspace_id, "b_id": message_id}).first()
+    return conn.execute(stmt, {"ws": scope.workspace_id, "b_id": message_id}).first()
 
 
-def id_of_provider_message(conn: Connection, workspace_id: str, provider_message_id: str) -> str | None:
-    row = fetch_first(conn, _ID_OF_PROVIDER_MESSAGE, {"ws": workspace_id, "pmid": provider_message_id})
+def id_of_provider_message(conn: Connection, scope: Scope, provider_message_id: str) -> str | None:
+    row = fetch_first(conn, _ID_OF_PROVIDER_MESSAGE, {"ws": scope.workspace_id, "pmid": provider_message_id})
     return row.id if row is not None else None
 
 
-def update_message(conn: Connection, workspace_id: str, message_id: str, values: dict[str, Any]) -> Any:
+def update_message(conn: Connection, scope: Scope, message_id: str, values: dict[str, Any]) -> Any:
     return conn.execute(
-        update(M).where(M.c.workspace_id == workspace_id, M.c.id == message_id).values(**values).returning(*M.c)
+        update(M).where(M.c.workspace_id == scope.workspace_id, M.c.id == message_id).values(**values).returning(*M.c)
     ).one()
 
 
@@ -259,9 +262,9 @@ _ATTACH_PROVIDER_ID = (
 )
 
 
-def attach_provider_id(conn: Connection, workspace_id: str, message_id: str, provider_message_id: str, now: datetime) -> Any:
+def attach_provider_id(conn: Connection, scope: Scope, message_id: str, provider_message_id: str, now: datetime) -> Any:
     """Give an outbound message its provider id, unless it already has one."""
-    return conn.execute(_ATTACH_PROVIDER_ID, {"ws": workspace_id, "b_id": message_id, "pmid": provider_message_id, "now": now}).first()
+    return conn.execute(_ATTACH_PROVIDER_ID, {"ws": scope.workspace_id, "b_id": message_id, "pmid": provider_message_id, "now": now}).first()
 
 
 _RANK = case(STATUS_RANK, value=M.c.status, else_=0)
@@ -272,9 +275,9 @@ _ADVANCE_FAILED = (
 )
 
 
-def advance_status(conn: Connection, workspace_id: str, message_id: str, status: str, error: dict[str, Any] | None, now: datetime) -> Any:
+def advance_status(conn: Connection, scope: Scope, message_id: str, status: str, error: dict[str, Any] | None, now: datetime) -> Any:
     """Move an outbound message's status forward (never back); the new row, or None if unchanged."""
-    params = {"ws": workspace_id, "b_id": message_id, "b_status": status, "rank": STATUS_RANK[status], "now": now}
+    params = {"ws": scope.workspace_id, "b_id": message_id, "b_status": status, "rank": STATUS_RANK[status], "now": now}
     if status == "failed":
         return conn.execute(_ADVANCE_FAILED, {**params, "b_error": error}).first()
     return conn.execute(_ADVANCE, params).first()
@@ -285,14 +288,14 @@ def advance_status(conn: Connection, workspace_id: str, message_id: str, status:
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 
 
-def lock_provider_ids(conn: Connection, workspace_id: str, provider_message_ids: set[str]) -> None:
+def lock_provider_ids(conn: Connection, scope: Scope, provider_message_ids: set[str]) -> None:
     """Serialize work on these outbound message ids until commit (PostgreSQL; SQLite writers are
     serialized already). Without it, a status read under READ COMMITTED could miss the message a
     concurrent transaction is inserting and stay parked forever. Taken first, in sorted order."""
     if conn.dialect.name != "postgresql":
         return
     for pmid in sorted(provider_message_ids):
-        conn.execute(_LOCK, {"key": f"{workspace_id}:{pmid}"})
+        conn.execute(_LOCK, {"key": f"{scope.workspace_id}:{pmid}"})
 
 
 _SAME_STATUS = select(H.c.id).where(H.c.workspace_id == _ws, H.c.provider_message_id == bindparam("pmid"), H.c.status == bindparam("status"))
@@ -303,7 +306,7 @@ _INSERT_STATUS = H.insert()
 
 def record_status(
     conn: Connection,
-    workspace_id: str,
+    scope: Scope,
     *,
     message_id: str | None,
     provider_message_id: str,
@@ -313,13 +316,13 @@ def record_status(
     now: datetime,
 ) -> bool:
     """Keep a reported status; False when the same report was kept already (a re-delivery)."""
-    key = {"ws": workspace_id, "pmid": provider_message_id, "status": status}
+    key = {"ws": scope.workspace_id, "pmid": provider_message_id, "status": status}
     same = conn.execute(_SAME_STATUS_AT, {**key, "occurred_at": occurred_at}) if occurred_at else conn.execute(_SAME_STATUS, key)
     if same.first() is not None:
         return False
     conn.execute(
         _INSERT_STATUS,
-        {"id": new_id(), "workspace_id": workspace_id, "message_id": message_id, "provider_message_id": provider_message_id,
+        {"id": new_id(), "workspace_id": scope.workspace_id, "message_id": message_id, "provider_message_id": provider_message_id,
          "status": status, "error": error, "occurred_at": occurred_at or now, "created_at": now},
     )
     return True
@@ -331,12 +334,12 @@ def message_status_for(reported: str | None) -> str | None:
     return status if status in ("sent", "delivered", "read", "failed") else None
 
 
-def adopt_parked(conn: Connection, workspace_id: str, row: Any, now: datetime) -> Any:
+def adopt_parked(conn: Connection, scope: Scope, row: Any, now: datetime) -> Any:
     """Apply the statuses that arrived before this outbound message got its provider id."""
-    parked = _adopt_parked_statuses(conn, workspace_id, row.provider_message_id, row.id)
+    parked = _adopt_parked_statuses(conn, scope, row.provider_message_id, row.id)
     best = max(parked, key=lambda p: STATUS_RANK.get(message_status_for(p.status) or "", -1), default=None)
     if best is not None and (status := message_status_for(best.status)):
-        row = advance_status(conn, workspace_id, row.id, status, best.error, now) or row
+        row = advance_status(conn, scope, row.id, status, best.error, now) or row
     return row
 
 
@@ -348,8 +351,8 @@ _ADOPT = (
 )
 
 
-def _adopt_parked_statuses(conn: Connection, workspace_id: str, provider_message_id: str, message_id: str) -> list[Any]:
-    params = {"ws": workspace_id, "pmid": provider_message_id}
+def _adopt_parked_statuses(conn: Connection, scope: Scope, provider_message_id: str, message_id: str) -> list[Any]:
+    params = {"ws": scope.workspace_id, "pmid": provider_message_id}
     parked = conn.execute(_PARKED, params).all()
     if parked:
         conn.execute(_ADOPT, {**params, "b_message_id": message_id})

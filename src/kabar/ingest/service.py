@@ -29,6 +29,7 @@ import msgspec
 import regex
 from sqlalchemy.exc import DBAPIError
 
+from kabar.auth.scope import system_scope
 from kabar.channels import customer_typing
 from kabar.channels import service as channels
 from kabar.channels.kapso import webhook as kapso_webhook
@@ -382,16 +383,18 @@ def apply_delivery(
     for workspace_id in sorted(groups):
         events = groups[workspace_id]
         status = "ignored" if all(isinstance(e, Ignored) for e in events) else "applied"
+        applier = Applier(uow, workspace_id)
         if existing and workspace_id in existing:
             repo.update_receipt(
                 uow.conn,
+                applier.scope,
                 existing[workspace_id],
                 {"status": status, "error": None, "applied_at": uow.now, "attempts": t.webhook_receipts.c.attempts + 1},
             )
         elif repo.insert_receipt(uow.conn, delivery.receipt_values(workspace_id, status, uow.now)) is None:
             outcomes[workspace_id] = "duplicate"
             continue
-        Applier(uow, workspace_id).apply(events)
+        applier.apply(events)
         outcomes[workspace_id] = status
     return outcomes
 
@@ -450,6 +453,7 @@ class Applier:
         self.uow = uow
         self.conn = uow.conn
         self.ws = workspace_id
+        self.scope = system_scope(workspace_id)  # Kabar applying a provider's events: one per applier
         self.now = uow.now
         self.contacts: dict[tuple[str, str], Any] = {}  # ("phone", e164) / ("user_id", BSUID) -> row
         self.contacts_by_id: dict[str, Any] = {}
@@ -470,9 +474,9 @@ class Applier:
         # even on its customer, who may have moved to another number since.
         events = [
             e for e in events
-            if not isinstance(e, InboundMessage) or repo.id_of_provider_message(self.conn, self.ws, e.provider_message_id) is None
+            if not isinstance(e, InboundMessage) or repo.id_of_provider_message(self.conn, self.scope, e.provider_message_id) is None
         ]
-        repo.lock_provider_ids(self.conn, self.ws, {
+        repo.lock_provider_ids(self.conn, self.scope, {
             e.provider_message_id for e in events
             if isinstance(e, StatusUpdate) or (isinstance(e, InboundMessage) and e.direction == "outbound")
         })
@@ -573,7 +577,7 @@ class Applier:
             return None
         row = self.contacts.get(key)
         if row is None:
-            row = repo.contact_by_phone(self.conn, self.ws, phone) if phone else repo.contact_by_user_id(self.conn, self.ws, user_id)
+            row = repo.contact_by_phone(self.conn, self.scope, phone) if phone else repo.contact_by_user_id(self.conn, self.scope, user_id)
             if row is not None:
                 self._remember_contact(row)
         return row
@@ -618,14 +622,14 @@ class Applier:
             username=merged["username"],
         )
         self._forget_contact(contact)
-        row = repo.update_contact(self.conn, self.ws, contact.id, {**values, "updated_at": self.now})
+        row = repo.update_contact(self.conn, self.scope, contact.id, {**values, "updated_at": self.now})
         self._remember_contact(row)
         self.changed_contacts.add(row.id)
         return row
 
     def _release_username(self, username: str, keeper: str | None) -> None:
         """WhatsApp usernames move between people over time: whoever had it before gives it up."""
-        holder = repo.contact_by_username(self.conn, self.ws, username)
+        holder = repo.contact_by_username(self.conn, self.scope, username)
         if holder is not None and holder.id != keeper:
             self._set_identity(holder, {"username": None})
 
@@ -633,11 +637,11 @@ class Applier:
         """Fold contact ``gone`` into ``keep`` (``kabar.contacts.service.merge_rows``), then make
         this delivery's bookkeeping point at the kept contact and conversation."""
         gone_conversation = self.conversations.pop(gone.id, None)
-        merge_rows(self.uow, self.ws, keep, gone, {"author_id": None, "author_type": "system", "metadata": {"reason": "whatsapp_identity"}})
+        merge_rows(self.uow, self.scope, keep, gone, {"author_id": None, "author_type": "system", "metadata": {"reason": "whatsapp_identity"}})
         self._forget_contact(gone)
         self._forget_contact(keep)
         self.conversations.pop(keep.id, None)
-        row = repo.contact_by_id(self.conn, self.ws, keep.id)
+        row = repo.contact_by_id(self.conn, self.scope, keep.id)
         self._remember_contact(row)
         for bucket in (self.created_contacts, self.changed_contacts):
             bucket.discard(gone.id)
@@ -647,7 +651,7 @@ class Applier:
         self.contact_changes.pop(gone.id, None)
         if gone_conversation is not None:
             self.created_conversations.discard(gone_conversation.id)
-            kept = repo.conversation_of(self.conn, self.ws, row.id)
+            kept = repo.conversation_of(self.conn, self.scope, row.id)
             delta = self.deltas.pop(gone_conversation.id, None)
             if delta is not None and kept is not None:
                 into = self._delta(kept.id)
@@ -658,14 +662,14 @@ class Applier:
                     into.last_at, into.preview = delta.last_at, delta.preview
         for message_id, (kind, message) in list(self.messages.items()):
             if message.contact_id == gone.id:
-                self.messages[message_id] = (kind, repo.message_by_id(self.conn, self.ws, message_id))
+                self.messages[message_id] = (kind, repo.message_by_id(self.conn, self.scope, message_id))
         return row
 
     def _learn_identity(self, contact_id: str, user_id: str | None, username: str | None) -> None:
         """A status about our message to this contact names their user id or username: keep them,
         so that a later message without the phone finds this contact (no merge from a status:
         an id another contact holds stays there)."""
-        contact = self.contacts_by_id.get(contact_id) or repo.contact_by_id(self.conn, self.ws, contact_id)
+        contact = self.contacts_by_id.get(contact_id) or repo.contact_by_id(self.conn, self.scope, contact_id)
         values: dict[str, Any] = {}
         if user_id and contact.whatsapp_user_id != user_id and self._lookup(None, user_id) is None:
             values["whatsapp_user_id"] = user_id
@@ -723,7 +727,7 @@ class Applier:
                 "status": "received" if inbound else _echo_status(event.status),
                 "error": None,
                 "provider_message_id": event.provider_message_id,
-                "reply_to_id": repo.id_of_provider_message(self.conn, self.ws, event.reply_to) if event.reply_to else None,
+                "reply_to_id": repo.id_of_provider_message(self.conn, self.scope, event.reply_to) if event.reply_to else None,
                 "reply_to_provider_id": event.reply_to,
                 "reactions": [],
                 "metadata": metadata,
@@ -735,7 +739,7 @@ class Applier:
         if row is None:
             return  # this message was stored by an earlier delivery
         if not inbound:
-            row = repo.adopt_parked(self.conn, self.ws, row, self.now)
+            row = repo.adopt_parked(self.conn, self.scope, row, self.now)
         self._record("created", row)
         history = event.origin == "history_sync"
         delta = self._delta(conversation.id)
@@ -760,7 +764,7 @@ class Applier:
         """A message sent through the provider's API. Usually ours (already stored, or linked by its
         status's callback data); otherwise another tool sent it: wait a little for our own send to
         record its provider id, then store it as an external message (``kabar.ingest.tasks``)."""
-        if repo.id_of_provider_message(self.conn, self.ws, event.provider_message_id) is not None:
+        if repo.id_of_provider_message(self.conn, self.scope, event.provider_message_id) is not None:
             return
         self.uow.enqueue(
             ECHO_JOB,
@@ -770,16 +774,16 @@ class Applier:
         )
 
     def _on_statusupdate(self, event: StatusUpdate) -> None:
-        message = repo.message_by_provider_id(self.conn, self.ws, event.provider_message_id)
+        message = repo.message_by_provider_id(self.conn, self.scope, event.provider_message_id)
         if message is None and event.callback:
             # A status that beat our send's API response: the callback data is our message id.
-            linked = repo.attach_provider_id(self.conn, self.ws, event.callback, event.provider_message_id, self.now)
+            linked = repo.attach_provider_id(self.conn, self.scope, event.callback, event.provider_message_id, self.now)
             if linked is not None:
-                message = repo.adopt_parked(self.conn, self.ws, linked, self.now)
+                message = repo.adopt_parked(self.conn, self.scope, linked, self.now)
                 self._record("updated", message)
         repo.record_status(
             self.conn,
-            self.ws,
+            self.scope,
             message_id=message.id if message is not None else None,
             provider_message_id=event.provider_message_id,
             status=event.status[:10],
@@ -792,12 +796,12 @@ class Applier:
         status = repo.message_status_for(event.status)
         if message is None or status is None:
             return  # kept; applied when the message appears
-        advanced = repo.advance_status(self.conn, self.ws, message.id, status, event.error, self.now)
+        advanced = repo.advance_status(self.conn, self.scope, message.id, status, event.error, self.now)
         if advanced is not None:
             self._record("updated", advanced)
 
     def _target(self, provider_message_id: str) -> Any:
-        row = repo.message_by_provider_id(self.conn, self.ws, provider_message_id, lock=True)
+        row = repo.message_by_provider_id(self.conn, self.scope, provider_message_id, lock=True)
         if row is None:
             log.info("%s refers to unknown message %s", self.ws, provider_message_id)
         return row
@@ -816,7 +820,7 @@ class Applier:
         if event.emoji:
             reactions.append({"emoji": event.emoji, "by": by, "at": at, "provider_message_id": event.provider_message_id})
         if reactions != list(target.reactions or []):
-            self._record("updated", repo.update_message(self.conn, self.ws, target.id, {"reactions": reactions, "updated_at": self.now}))
+            self._record("updated", repo.update_message(self.conn, self.scope, target.id, {"reactions": reactions, "updated_at": self.now}))
 
     def _on_typing(self, event: Typing) -> None:
         """Live only (``kabar.channels.customer_typing``): a replayed receipt has nothing to apply."""
@@ -835,7 +839,7 @@ class Applier:
         values: dict[str, Any] = {"text": event.content.text, "metadata": metadata, "edited_at": event.timestamp or self.now, "updated_at": self.now}
         if event.content.media is not None and target.media is not None:
             values["media"] = {**target.media, "caption": event.content.media.caption}
-        self._record("updated", repo.update_message(self.conn, self.ws, target.id, values))
+        self._record("updated", repo.update_message(self.conn, self.scope, target.id, values))
 
     def _on_revoke(self, event: Revoke) -> None:
         target = self._target(event.target)
@@ -843,7 +847,7 @@ class Applier:
             return
         metadata = {**(target.metadata or {}), "deleted": {"text": target.text, "media": target.media}}  # audit copy
         values = {"text": None, "media": None, "metadata": metadata, "deleted_at": event.timestamp or self.now, "updated_at": self.now}
-        self._record("updated", repo.update_message(self.conn, self.ws, target.id, values))
+        self._record("updated", repo.update_message(self.conn, self.scope, target.id, values))
 
     def _on_numberchanged(self, event: NumberChanged) -> None:
         old = self._lookup(from_wa_id(event.old_wa_id), None)
@@ -888,7 +892,7 @@ class Applier:
         if attributes.get(key) == event.value:
             return
         attributes[key] = event.value
-        row = repo.update_contact(self.conn, self.ws, contact.id, {"attributes": attributes, "updated_at": self.now})
+        row = repo.update_contact(self.conn, self.scope, contact.id, {"attributes": attributes, "updated_at": self.now})
         self._remember_contact(row)
         self.changed_contacts.add(row.id)
 
@@ -912,9 +916,9 @@ class Applier:
                 self.changed_contacts.add(contact_id)
             at = self.touches.get(contact_id)
             if changes:
-                row = repo.update_contact(conn, ws, contact_id, {**changes, "updated_at": self.now})
+                row = repo.update_contact(conn, self.scope, contact_id, {**changes, "updated_at": self.now})
             if at is not None:
-                row = repo.touch_contact(conn, ws, contact_id, at=at, now=self.now)
+                row = repo.touch_contact(conn, self.scope, contact_id, at=at, now=self.now)
                 # The contact panel shows first contact, last interaction and "returning": tell it.
                 if (row.first_contact_at, row.last_interaction_at) != (current.first_contact_at, current.last_interaction_at):
                     self.changed_contacts.add(contact_id)
@@ -925,7 +929,7 @@ class Applier:
         for conversation_id in sorted(self.deltas):
             d = self.deltas[conversation_id]
             row = repo.bump_conversation(
-                conn, ws, conversation_id, now=self.now, unread=d.unread, last_at=d.last_at, preview=d.preview,
+                conn, self.scope, conversation_id, now=self.now, unread=d.unread, last_at=d.last_at, preview=d.preview,
                 inbound_at=d.inbound_at, reopen=d.reopen, takeover=d.takeover,
             )
             conversations_by_id[row.id] = row
@@ -938,7 +942,7 @@ class Applier:
             self.uow.emit(ws, kind, payload(contact_out(row)), contact_id=row.id)
         for conversation_id in sorted(self.created_conversations | set(self.deltas)):
             row = conversations_by_id[conversation_id]
-            contact = self.contacts_by_id.get(row.contact_id) or repo.contact_by_id(conn, ws, row.contact_id)
+            contact = self.contacts_by_id.get(row.contact_id) or repo.contact_by_id(conn, self.scope, row.contact_id)
             kind = CONVERSATION_CREATED if conversation_id in self.created_conversations else CONVERSATION_UPDATED
             self.uow.emit(ws, kind, payload(conversation_out(row, contact)), contact_id=row.contact_id)
         for kind, row in self.messages.values():
@@ -969,17 +973,17 @@ async def replay(runtime: Any, receipt_id: str) -> str:
     found = await db.read(channels.load_by_phone_number_ids, runtime.cipher, pnids) if pnids else {}
     if row.workspace_id == UNROUTED:
         if not found:
-            await _mark(db, receipt_id, "unrouted", "still no workspace has this phone_number_id")
+            await _mark(db, row, "unrouted", "still no workspace has this phone_number_id")
             return "unrouted"
         if not all(delivery.verify(ch) for ch in found.values()):
-            await _mark(db, receipt_id, "unrouted", "the signature does not match the channel's secret")
+            await _mark(db, row, "unrouted", "the signature does not match the channel's secret")
             return "unrouted"
         found = {pnid: ch for pnid, ch in found.items()}
         existing: dict[str, str] = {}
     else:
         found = {pnid: ch for pnid, ch in found.items() if ch.workspace_id == row.workspace_id}
         if not found:
-            await _mark(db, receipt_id, "failed", "the workspace no longer has this phone_number_id")
+            await _mark(db, row, "failed", "the workspace no longer has this phone_number_id")
             return "failed"
         existing = {row.workspace_id: row.id}
     try:
@@ -989,19 +993,20 @@ async def replay(runtime: Any, receipt_id: str) -> str:
         raise
     except Exception as exc:  # noqa: BLE001 - recorded on the receipt
         log.exception("replay of receipt %s failed", receipt_id)
-        await _mark(db, receipt_id, "failed", f"{type(exc).__name__}: {exc}")
+        await _mark(db, row, "failed", f"{type(exc).__name__}: {exc}")
         return "failed"
     if row.workspace_id == UNROUTED:
-        await _mark(db, receipt_id, "routed", None)
+        await _mark(db, row, "routed", None)
         return "routed"
     return outcomes.get(row.workspace_id, "applied")
 
 
-async def _mark(db: Database, receipt_id: str, status: str, error: str | None) -> None:
+async def _mark(db: Database, receipt: Any, status: str, error: str | None) -> None:
     def _update(uow: UnitOfWork) -> None:
         repo.update_receipt(
             uow.conn,
-            receipt_id,
+            system_scope(receipt.workspace_id),  # the quarantine's receipts are those of workspace ""
+            receipt.id,
             {"status": status, "error": error[:MAX_ERROR] if error else None, "attempts": t.webhook_receipts.c.attempts + 1},
         )
 

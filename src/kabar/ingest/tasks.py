@@ -23,7 +23,8 @@ async def reconcile_echo(runtime: Runtime, job: Job) -> None:
     event = msgspec.convert(job.payload["event"], InboundMessage)
 
     def _apply(uow: UnitOfWork) -> None:
-        if repo.id_of_provider_message(uow.conn, job.workspace_id, event.provider_message_id) is None:
-            Applier(uow, job.workspace_id).apply([msgspec.structs.replace(event, origin="external")])
+        applier = Applier(uow, job.workspace_id)
+        if repo.id_of_provider_message(uow.conn, applier.scope, event.provider_message_id) is None:
+            applier.apply([msgspec.structs.replace(event, origin="external")])
 
     await run_transaction(runtime.db, _apply)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, delete, exists, func, insert, literal, or_, select, update
 
+from kabar.auth.scope import Scope, system_scope
 from kabar.db import tables as t
 from kabar.db.uow import UnitOfWork
 
@@ -25,6 +26,7 @@ DISPATCH_KIND = "webhooks.dispatch"
 # cover unexpected errors (a database outage), which must never dead-letter an endpoint's queue.
 DISPATCH_MAX_ATTEMPTS = 1_000_000
 OPEN = ("pending", "failed")  # deliveries still to be sent
+WEBHOOK_FAMILY = "webhook."  # events about an endpoint (``data.id``): never sent to that endpoint
 
 
 SERIAL_PREFIX = "webhooks:"  # + endpoint id: the job queue runs one dispatch per endpoint at a time
@@ -37,38 +39,38 @@ def serial_key(endpoint_id: str) -> str:
 # -- endpoints ----------------------------------------------------------------------------------
 
 
-def endpoint(conn: Connection, workspace_id: str, endpoint_id: str, *, lock: bool = False) -> Any:
+def endpoint(conn: Connection, scope: Scope, endpoint_id: str, *, lock: bool = False) -> Any:
     """``lock``: row-lock it first (PostgreSQL), for writers that go on to its deliveries and job.
 
     Lock order for outgoing webhooks: endpoint row, then delivery rows, then the workspace row
     (events), then job rows; every writer here keeps it.
     """
-    stmt = select(E).where(E.c.workspace_id == workspace_id, E.c.id == endpoint_id)
+    stmt = select(E).where(E.c.workspace_id == scope.workspace_id, E.c.id == endpoint_id)
     return conn.execute(stmt.with_for_update() if lock else stmt).first()
 
 
-def endpoints(conn: Connection, workspace_id: str) -> list[Any]:
-    return conn.execute(select(E).where(E.c.workspace_id == workspace_id).order_by(E.c.created_at, E.c.id)).all()
+def endpoints(conn: Connection, scope: Scope) -> list[Any]:
+    return conn.execute(select(E).where(E.c.workspace_id == scope.workspace_id).order_by(E.c.created_at, E.c.id)).all()
 
 
-def count_endpoints(conn: Connection, workspace_id: str) -> int:
-    return conn.execute(select(func.count()).select_from(E).where(E.c.workspace_id == workspace_id)).scalar_one()
+def count_endpoints(conn: Connection, scope: Scope) -> int:
+    return conn.execute(select(func.count()).select_from(E).where(E.c.workspace_id == scope.workspace_id)).scalar_one()
 
 
 def insert_endpoint(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(E).values(**values))
 
 
-def update_endpoint(conn: Connection, workspace_id: str, endpoint_id: str, **values: Any) -> int:
-    result = conn.execute(update(E).where(E.c.workspace_id == workspace_id, E.c.id == endpoint_id).values(**values))
+def update_endpoint(conn: Connection, scope: Scope, endpoint_id: str, **values: Any) -> int:
+    result = conn.execute(update(E).where(E.c.workspace_id == scope.workspace_id, E.c.id == endpoint_id).values(**values))
     return result.rowcount or 0
 
 
-def delete_endpoint(conn: Connection, workspace_id: str, endpoint_id: str) -> int:
-    if endpoint(conn, workspace_id, endpoint_id, lock=True) is None:
+def delete_endpoint(conn: Connection, scope: Scope, endpoint_id: str) -> int:
+    if endpoint(conn, scope, endpoint_id, lock=True) is None:
         return 0
-    conn.execute(delete(D).where(D.c.workspace_id == workspace_id, D.c.endpoint_id == endpoint_id))
-    conn.execute(delete(E).where(E.c.workspace_id == workspace_id, E.c.id == endpoint_id))
+    conn.execute(delete(D).where(D.c.workspace_id == scope.workspace_id, D.c.endpoint_id == endpoint_id))
+    conn.execute(delete(E).where(E.c.workspace_id == scope.workspace_id, E.c.id == endpoint_id))
     conn.execute(delete(J).where(J.c.serial_key == serial_key(endpoint_id), J.c.status == "queued"))
     return 1
 
@@ -82,9 +84,9 @@ _ACTIVE_ENDPOINTS = (
 )
 
 
-def active_endpoints(conn: Connection, workspace_id: str) -> list[Any]:
+def active_endpoints(conn: Connection, scope: Scope) -> list[Any]:
     """The workspace's active endpoints, in id order (a fixed lock order for their jobs)."""
-    return conn.execute(_ACTIVE_ENDPOINTS, {"workspace_id": workspace_id}).all()
+    return conn.execute(_ACTIVE_ENDPOINTS, {"workspace_id": scope.workspace_id}).all()
 
 
 class ActiveEndpoints:
@@ -109,7 +111,7 @@ class ActiveEndpoints:
         hit = self._memo.get(workspace_id)
         if hit is not None and now - hit[0] < self.MEMO_SECONDS:
             return hit[1]
-        rows = [(row.id, list(row.events)) for row in active_endpoints(conn, workspace_id)]
+        rows = [(row.id, list(row.events)) for row in active_endpoints(conn, system_scope(workspace_id))]
         if len(self._memo) >= self.MAX_ENTRIES:
             self._memo.clear()
         self._memo[workspace_id] = (now, rows)
@@ -122,8 +124,8 @@ class ActiveEndpoints:
 ACTIVE = ActiveEndpoints()
 
 
-def workspace_event_seq(conn: Connection, workspace_id: str) -> int:
-    return conn.execute(select(t.workspaces.c.event_seq).where(t.workspaces.c.id == workspace_id)).scalar_one()
+def workspace_event_seq(conn: Connection, scope: Scope) -> int:
+    return conn.execute(select(t.workspaces.c.event_seq).where(t.workspaces.c.id == scope.workspace_id)).scalar_one()
 
 
 def lagging_endpoints(conn: Connection) -> list[Any]:
@@ -139,17 +141,17 @@ def lagging_endpoints(conn: Connection) -> list[Any]:
     ).all()
 
 
-def retention_floor(conn: Connection, workspace_id: str) -> int | None:
+def retention_floor(conn: Connection, scope: Scope) -> int | None:
     """The highest seq the event log may drop without an active endpoint missing an event."""
     position = conn.execute(
-        select(func.min(E.c.last_seq)).where(E.c.workspace_id == workspace_id, E.c.active.is_(True))
+        select(func.min(E.c.last_seq)).where(E.c.workspace_id == scope.workspace_id, E.c.active.is_(True))
     ).scalar()
     if position is None:
         return None
     oldest_open = conn.execute(
         select(func.min(D.c.event_seq))
         .select_from(D.join(E, and_(E.c.workspace_id == D.c.workspace_id, E.c.id == D.c.endpoint_id)))
-        .where(D.c.workspace_id == workspace_id, D.c.status.in_(OPEN), E.c.active.is_(True))
+        .where(D.c.workspace_id == scope.workspace_id, D.c.status.in_(OPEN), E.c.active.is_(True))
     ).scalar()
     return int(min(position, oldest_open - 1) if oldest_open is not None else position)
 
@@ -157,13 +159,22 @@ def retention_floor(conn: Connection, workspace_id: str) -> int | None:
 # -- events and deliveries ----------------------------------------------------------------------
 
 
-def events_after(conn: Connection, workspace_id: str, seq: int, limit: int) -> list[Any]:
+def events_after(conn: Connection, scope: Scope, seq: int, limit: int) -> list[Any]:
     return conn.execute(
         select(EV.c.seq, EV.c.type)
-        .where(EV.c.workspace_id == workspace_id, EV.c.seq > seq)
+        .where(EV.c.workspace_id == scope.workspace_id, EV.c.seq > seq)
         .order_by(EV.c.seq)
         .limit(limit)
     ).all()
+
+
+def webhook_event_subjects(conn: Connection, scope: Scope, after: int, upto: int) -> dict[int, Any]:
+    """``seq -> data.id`` (the endpoint it is about) of the ``webhook.*`` events in ``(after, upto]``."""
+    rows = conn.execute(
+        select(EV.c.seq, EV.c.data)
+        .where(EV.c.workspace_id == scope.workspace_id, EV.c.seq > after, EV.c.seq <= upto, EV.c.type.startswith(WEBHOOK_FAMILY))
+    ).all()
+    return {row.seq: (row.data or {}).get("id") for row in rows}
 
 
 def insert_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -171,28 +182,28 @@ def insert_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(insert(D), rows)
 
 
-def open_deliveries(conn: Connection, workspace_id: str, endpoint_id: str, limit: int) -> list[Any]:
+def open_deliveries(conn: Connection, scope: Scope, endpoint_id: str, limit: int) -> list[Any]:
     """The endpoint's unsent deliveries in event order, each with its event (None when pruned)."""
     return conn.execute(
         select(D, EV.c.data.label("event_data"), EV.c.created_at.label("event_created_at"), EV.c.seq.label("event_found"))
         .outerjoin(EV, and_(EV.c.workspace_id == D.c.workspace_id, EV.c.seq == D.c.event_seq))
-        .where(D.c.workspace_id == workspace_id, D.c.endpoint_id == endpoint_id, D.c.status.in_(OPEN))
+        .where(D.c.workspace_id == scope.workspace_id, D.c.endpoint_id == endpoint_id, D.c.status.in_(OPEN))
         .order_by(D.c.event_seq)
         .limit(limit)
     ).all()
 
 
-def delivery(conn: Connection, workspace_id: str, endpoint_id: str, delivery_id: str) -> Any:
+def delivery(conn: Connection, scope: Scope, endpoint_id: str, delivery_id: str) -> Any:
     return conn.execute(
-        select(D).where(D.c.workspace_id == workspace_id, D.c.endpoint_id == endpoint_id, D.c.id == delivery_id)
+        select(D).where(D.c.workspace_id == scope.workspace_id, D.c.endpoint_id == endpoint_id, D.c.id == delivery_id)
     ).first()
 
 
 def delivery_page(
-    conn: Connection, workspace_id: str, endpoint_id: str, *, before_seq: int | None, status: str | None, limit: int
+    conn: Connection, scope: Scope, endpoint_id: str, *, before_seq: int | None, status: str | None, limit: int
 ) -> list[Any]:
     """Newest first (by event seq); ``before_seq`` is the cursor."""
-    stmt = select(D).where(D.c.workspace_id == workspace_id, D.c.endpoint_id == endpoint_id)
+    stmt = select(D).where(D.c.workspace_id == scope.workspace_id, D.c.endpoint_id == endpoint_id)
     if before_seq is not None:
         stmt = stmt.where(D.c.event_seq < before_seq)
     if status is not None:
@@ -200,24 +211,24 @@ def delivery_page(
     return conn.execute(stmt.order_by(D.c.event_seq.desc()).limit(limit)).all()
 
 
-def event_exists(conn: Connection, workspace_id: str, seq: int) -> bool:
-    return conn.execute(select(EV.c.seq).where(EV.c.workspace_id == workspace_id, EV.c.seq == seq)).first() is not None
+def event_exists(conn: Connection, scope: Scope, seq: int) -> bool:
+    return conn.execute(select(EV.c.seq).where(EV.c.workspace_id == scope.workspace_id, EV.c.seq == seq)).first() is not None
 
 
-def retry_failed_now(conn: Connection, workspace_id: str, endpoint_id: str, now: datetime) -> None:
+def retry_failed_now(conn: Connection, scope: Scope, endpoint_id: str, now: datetime) -> None:
     conn.execute(
         update(D)
-        .where(D.c.workspace_id == workspace_id, D.c.endpoint_id == endpoint_id, D.c.status == "failed")
+        .where(D.c.workspace_id == scope.workspace_id, D.c.endpoint_id == endpoint_id, D.c.status == "failed")
         .values(next_attempt_at=now)
     )
 
 
 def update_delivery(
-    conn: Connection, workspace_id: str, delivery_id: str, *, unchanged_since: datetime | None = None, **values: Any
+    conn: Connection, scope: Scope, delivery_id: str, *, unchanged_since: datetime | None = None, **values: Any
 ) -> bool:
     """Set ``values``; with ``unchanged_since``, only if the row's ``updated_at`` is still that.
     True when the row was updated."""
-    stmt = update(D).where(D.c.workspace_id == workspace_id, D.c.id == delivery_id)
+    stmt = update(D).where(D.c.workspace_id == scope.workspace_id, D.c.id == delivery_id)
     if unchanged_since is not None:
         stmt = stmt.where(D.c.updated_at == unchanged_since)
     return conn.execute(stmt.values(**values)).rowcount > 0
@@ -234,7 +245,7 @@ _TOUCH_QUEUED = (
 )
 
 
-def schedule_dispatch(uow: UnitOfWork, workspace_id: str, endpoint_id: str, *, at: datetime | None = None, mode: str = "keep") -> None:
+def schedule_dispatch(uow: UnitOfWork, scope: Scope, endpoint_id: str, *, at: datetime | None = None, mode: str = "keep") -> None:
     """Make sure one dispatch job for the endpoint is queued, committing with this unit of work.
 
     An already queued job is reused, so an endpoint has at most one queued (plus one running) job
@@ -262,7 +273,7 @@ def schedule_dispatch(uow: UnitOfWork, workspace_id: str, endpoint_id: str, *, a
         uow.enqueue(
             DISPATCH_KIND,
             {"endpoint_id": endpoint_id},
-            workspace_id=workspace_id,
+            workspace_id=scope.workspace_id,
             serial_key=key,
             run_at=at,
             max_attempts=DISPATCH_MAX_ATTEMPTS,

@@ -125,7 +125,7 @@ def reveal_secret(cipher: Cipher, endpoint_id: str, blob: bytes) -> str:
 
 
 def _get(conn: Connection, ctx: Scope, webhook_id: str, *, lock: bool = False) -> Any:
-    row = repo.endpoint(conn, ctx.workspace_id, webhook_id, lock=lock)
+    row = repo.endpoint(conn, ctx, webhook_id, lock=lock)
     if row is None:
         raise not_found("Webhook")
     return row
@@ -147,7 +147,7 @@ def _create(
     uow: UnitOfWork, ctx: Scope, url: str, patterns: list[str], active: bool, description: str | None, cipher: Cipher
 ) -> s.Webhook:
     ctx.require(PERMISSION)
-    if repo.count_endpoints(uow.conn, ctx.workspace_id) >= MAX_ENDPOINTS:
+    if repo.count_endpoints(uow.conn, ctx) >= MAX_ENDPOINTS:
         raise conflict(f"A workspace has at most {MAX_ENDPOINTS} webhooks", slug="webhook-limit")
     webhook_id = new_id()
     secret, blob = new_secret(cipher, webhook_id)
@@ -162,18 +162,19 @@ def _create(
             "active": active,
             "secret": blob,
             # Deliver what happens from now on, not the workspace's history.
-            "last_seq": repo.workspace_event_seq(uow.conn, ctx.workspace_id),
+            "last_seq": repo.workspace_event_seq(uow.conn, ctx),
             "created_at": uow.now,
             "updated_at": uow.now,
         },
     )
     if active:  # an event committing alongside this one is picked up by this job
-        repo.schedule_dispatch(uow, ctx.workspace_id, webhook_id, mode="earlier")
-    return _changed(uow, ctx, events.WEBHOOK_CREATED, webhook_id, secret=secret)
+        repo.schedule_dispatch(uow, ctx, webhook_id, mode="earlier")
+    return changed(uow, ctx, events.WEBHOOK_CREATED, webhook_id, secret=secret)
 
 
-def _changed(uow: UnitOfWork, ctx: Scope, kind: str, webhook_id: str, *, secret: str | None = None) -> s.Webhook:
-    """The endpoint as the API shows it now, with its event (never the secret) for open settings pages."""
+def changed(uow: UnitOfWork, ctx: Scope, kind: str, webhook_id: str, *, secret: str | None = None) -> s.Webhook:
+    """The endpoint as the API shows it now, with its event (never the secret) for open settings
+    pages; ``secret`` only in what is returned (a new endpoint, a rotated secret)."""
     row = _get(uow.conn, ctx, webhook_id)
     uow.emit(ctx.workspace_id, kind, events.payload(webhook_out(row)))
     return webhook_out(row, secret=secret)
@@ -181,7 +182,7 @@ def _changed(uow: UnitOfWork, ctx: Scope, kind: str, webhook_id: str, *, secret:
 
 def list_webhooks(conn: Connection, ctx: Scope) -> list[s.Webhook]:
     ctx.require(PERMISSION)
-    return [webhook_out(row) for row in repo.endpoints(conn, ctx.workspace_id)]
+    return [webhook_out(row) for row in repo.endpoints(conn, ctx)]
 
 
 def get_webhook(conn: Connection, ctx: Scope, webhook_id: str) -> s.Webhook:
@@ -213,17 +214,17 @@ def _update(uow: UnitOfWork, ctx: Scope, webhook_id: str, data: s.WebhookUpdate,
         values.update(active=True, disabled_at=None, disabled_reason=None, failing_since=None)
     elif data.active is False:
         values["active"] = False
-    repo.update_endpoint(uow.conn, ctx.workspace_id, webhook_id, **values)
+    repo.update_endpoint(uow.conn, ctx, webhook_id, **values)
     if resumed or (url is not None and url != row.url and row.active):
         # A person fixed something: the delivery waiting out its backoff goes now.
-        repo.retry_failed_now(uow.conn, ctx.workspace_id, webhook_id, uow.now)
-        repo.schedule_dispatch(uow, ctx.workspace_id, webhook_id, mode="earlier")
-    return _changed(uow, ctx, events.WEBHOOK_UPDATED, webhook_id)
+        repo.retry_failed_now(uow.conn, ctx, webhook_id, uow.now)
+        repo.schedule_dispatch(uow, ctx, webhook_id, mode="earlier")
+    return changed(uow, ctx, events.WEBHOOK_UPDATED, webhook_id)
 
 
 def delete_webhook(uow: UnitOfWork, ctx: Scope, webhook_id: str) -> None:
     ctx.require(PERMISSION)
-    if not repo.delete_endpoint(uow.conn, ctx.workspace_id, webhook_id):
+    if not repo.delete_endpoint(uow.conn, ctx, webhook_id):
         raise not_found("Webhook")
     uow.emit(ctx.workspace_id, events.WEBHOOK_DELETED, {"id": webhook_id})
 
@@ -233,8 +234,8 @@ def rotate_secret(uow: UnitOfWork, ctx: Scope, webhook_id: str, cipher: Cipher) 
     ctx.require(PERMISSION)
     _get(uow.conn, ctx, webhook_id, lock=True)
     secret, blob = new_secret(cipher, webhook_id)
-    repo.update_endpoint(uow.conn, ctx.workspace_id, webhook_id, secret=blob, updated_at=uow.now)
-    return _changed(uow, ctx, events.WEBHOOK_UPDATED, webhook_id, secret=secret)
+    repo.update_endpoint(uow.conn, ctx, webhook_id, secret=blob, updated_at=uow.now)
+    return changed(uow, ctx, events.WEBHOOK_UPDATED, webhook_id, secret=secret)
 
 
 # -- deliveries ---------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def list_deliveries(
         raise invalid("status", f"must be one of {', '.join(DELIVERY_STATUSES)}")
     after = decode_cursor(cursor, (int,))
     before_seq = after[0] if after else None
-    rows = repo.delivery_page(conn, ctx.workspace_id, webhook_id, before_seq=before_seq, status=status, limit=limit + 1)
+    rows = repo.delivery_page(conn, ctx, webhook_id, before_seq=before_seq, status=status, limit=limit + 1)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].event_seq) if len(rows) > limit else None
     return {"data": [delivery_out(r) for r in page], "next_cursor": next_cursor}
@@ -258,7 +259,7 @@ def list_deliveries(
 def get_delivery(conn: Connection, ctx: Scope, webhook_id: str, delivery_id: str) -> s.Delivery:
     ctx.require(PERMISSION)
     _get(conn, ctx, webhook_id)
-    row = repo.delivery(conn, ctx.workspace_id, webhook_id, delivery_id)
+    row = repo.delivery(conn, ctx, webhook_id, delivery_id)
     if row is None:
         raise not_found("Delivery")
     return delivery_out(row)
@@ -271,16 +272,16 @@ def redeliver(uow: UnitOfWork, ctx: Scope, webhook_id: str, delivery_id: str) ->
     """
     ctx.require(PERMISSION)
     endpoint = _get(uow.conn, ctx, webhook_id, lock=True)
-    row = repo.delivery(uow.conn, ctx.workspace_id, webhook_id, delivery_id)
+    row = repo.delivery(uow.conn, ctx, webhook_id, delivery_id)
     if row is None:
         raise not_found("Delivery")
     if not endpoint.active:
         raise conflict("This webhook is not active; activate it first (PATCH active=true)", slug="webhook-inactive")
-    if not repo.event_exists(uow.conn, ctx.workspace_id, row.event_seq):
+    if not repo.event_exists(uow.conn, ctx, row.event_seq):
         raise conflict("The event is no longer in the event log", slug="event-expired")
-    repo.update_delivery(uow.conn, ctx.workspace_id, delivery_id, status="pending", next_attempt_at=uow.now, updated_at=uow.now)
-    repo.schedule_dispatch(uow, ctx.workspace_id, webhook_id, mode="earlier")
-    return delivery_out(repo.delivery(uow.conn, ctx.workspace_id, webhook_id, delivery_id))
+    repo.update_delivery(uow.conn, ctx, delivery_id, status="pending", next_attempt_at=uow.now, updated_at=uow.now)
+    repo.schedule_dispatch(uow, ctx, webhook_id, mode="earlier")
+    return delivery_out(repo.delivery(uow.conn, ctx, webhook_id, delivery_id))
 
 
 # -- test event ---------------------------------------------------------------------------------
