@@ -93,7 +93,6 @@ async def test_every_subscribed_event_arrives_once_signed(client, jobs, tenant, 
 
 async def test_failing_receiver_gets_everything_in_order_after_recovering(client, jobs, tenant, receiver):
     receiver.status = 500
-    # The emitted types only: "*" would also deliver the endpoint's own webhook.created.
     hook = await subscribe(tenant, receiver.url, ["contact.created", "contact.updated", "message.created"])
     for n in range(3):
         await emit(client.runtime, tenant.ws, f"contact.{'created' if n % 2 == 0 else 'updated'}", "message.created")

@@ -12,10 +12,12 @@ How an event reaches an endpoint:
    delivery id is stable) and POSTs the open ones in event order. Each outcome is committed before
    the next POST. A failure stops the queue: the delivery gets ``next_attempt_at`` (exponential
    backoff with jitter, ``KABAR_JOB_BACKOFF_BASE``/``_CAP``) and the job is rescheduled for then;
-   later events wait behind it, so the order is kept.
+   later events wait behind it, so the order is kept. An endpoint is never sent the ``webhook.*``
+   events about itself (``data.id``): subscribed to "*", its own status changes would feed it.
 3. An endpoint failing for ``KABAR_WEBHOOKS_DISABLE_AFTER`` seconds and at least
    ``KABAR_WEBHOOKS_DISABLE_MIN_ATTEMPTS`` tries in a row is disabled; a ``webhook.disabled`` event
-   tells the workspace. Activating it again resumes from where it stopped.
+   tells the workspace. Activating it again resumes from where it stopped. Each change of an
+   endpoint's status the job makes (failing, delivering again, disabled) is a ``webhook.updated``.
 4. ``sweep`` (at start-up and every 15 s) queues a job for any active endpoint that is behind
    and has none: events written by a process that never imported this module (a CLI import), or a
    job lost to an operator's hand.
