@@ -741,7 +741,7 @@ def apply_turn(uow: UnitOfWork, loaded: Loaded, inp: TurnInput, result: TurnResu
     # that commits first is seen here, one that comes later waits for this turn's messages.
     if repo.ai_paused_for_update(conn, loaded.scope, loaded.conversation_id) is not False:
         return False
-    conversation = conv_repo.get_joined(conn, ws, loaded.conversation_id)
+    conversation = conv_repo.get_joined(conn, loaded.scope, loaded.conversation_id)
     state = repo.get_state(conn, loaded.scope, loaded.conversation_id)
     if state is not None:
         if state.state not in ACTIVE_STATES or set((state.context or {}).get("seen", [])) & {m.id for m in loaded.pending}:
@@ -895,7 +895,7 @@ def _update_contact(uow: UnitOfWork, loaded: Loaded, decision: Decision) -> Any:
         merged = {**row._asdict(), **values}
         values["search_text"] = search_text_for(name=merged["name"], profile_name=merged["profile_name"], email=merged["email"], phone_e164=merged["phone_e164"], username=merged.get("username"))
     values["updated_at"] = uow.now
-    contacts_repo.update_contact(uow.conn, loaded.workspace_id, loaded.contact_id, values)
+    contacts_repo.update_contact(uow.conn, loaded.scope, loaded.contact_id, values)
     row = repo.get_contact(uow.conn, loaded.scope, loaded.contact_id)
     uow.emit(loaded.workspace_id, events.CONTACT_UPDATED, payload(contact_out(row)), contact_id=loaded.contact_id)
     return row
@@ -938,7 +938,7 @@ def _handoff(uow: UnitOfWork, loaded: Loaded, decision: Decision, conversation: 
         # The booked consultant owns the customer now (contact and conversation, with events).
         assignee = consultant
         assignment.assign(uow, loaded.scope, contact_id=loaded.contact_id, assignee_id=consultant)
-    write_changes(uow, conv_repo.get_joined(uow.conn, ws, loaded.conversation_id), {"ai_paused": True})
+    write_changes(uow, loaded.scope, conv_repo.get_joined(uow.conn, loaded.scope, loaded.conversation_id), {"ai_paused": True})
     uow.emit(
         ws,
         events.ARI_HANDOFF,

@@ -155,7 +155,7 @@ def create_outbound_message(
     if sender_type not in ("user", "bot"):
         raise ValueError(f"outbound sender_type must be user or bot, not {sender_type!r}")
     scope = system_scope(workspace_id)  # the workspace's own reads; the sender's visibility is sent_by's
-    conversation = conv_repo.get_joined(uow.conn, workspace_id, conversation_id)
+    conversation = conv_repo.get_joined(uow.conn, scope, conversation_id)
     if conversation is None:
         raise not_found("Conversation")
     media_in, template_in = _coerce(media, MediaIn, "media"), _coerce(template, TemplateIn, "template")
@@ -193,7 +193,7 @@ def create_outbound_message(
     }
     if sender_type == "user" and not conversation.ai_paused:
         changes["ai_paused"] = True
-    write_changes(uow, conversation, changes)
+    write_changes(uow, scope, conversation, changes)
     uow.enqueue(SEND_JOB, {"message_id": message_id}, workspace_id=workspace_id, serial_key=f"send:{conversation_id}")
     return out
 
