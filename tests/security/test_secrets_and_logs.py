@@ -120,9 +120,20 @@ async def test_secrets_never_leak_and_log_lines_carry_request_and_workspace(tmp_
             handshake = {"hub.mode": "subscribe", "hub.verify_token": values["channel verify token"], "hub.challenge": "12345"}
             assert (await http.get("/webhooks/meta", params=handshake)).status_code == 403  # a Kapso channel: no Meta handshake
 
-            # A staff reply that fails at the (dead) provider, with a request id we can find in the log.
+            # ARI's fallback reply fails at the (dead) provider first: a staff reply would stop ARI there.
             conversations = (await http.get(f"{base}/conversations", headers=owner)).json()["data"]
             target = next(c for c in conversations if c["id"] != pins["conversation_id"])
+
+            async def failed_outbound() -> int:
+                messages = (await http.get(f"{base}/conversations/{target['id']}/messages", headers=owner)).json()["data"]
+                return sum(1 for m in messages if m["direction"] == "outbound" and m["status"] == "failed")
+
+            deadline = time.monotonic() + 60
+            while await failed_outbound() < 1:
+                assert time.monotonic() < deadline, "ARI's fallback did not fail at the dead provider"
+                await asyncio.sleep(0.2)
+
+            # A staff reply that fails at the (dead) provider, with a request id we can find in the log.
             sent = await http.post(f"{base}/conversations/{target['id']}/messages", json={"type": "text", "text": "Baik kak"},
                                    headers={**owner, "X-Request-Id": request_id})
             assert sent.status_code == 202, sent.text
