@@ -217,6 +217,26 @@ def appointments_statement(scope: Scope) -> Select:
     )
 
 
+def appointments_page(
+    conn: Connection, scope: Scope, *, start: datetime | None, end: datetime | None, after: tuple[datetime, str] | None, limit: int
+) -> list[Any]:
+    """The appointments the caller may see (their conversation's visibility), by time then id;
+    ``after`` is an exclusive (scheduled_at, id) key."""
+    a = t.ari_appointments
+    stmt = appointments_statement(scope)
+    visible = scope.visible(t.conversations)
+    if visible is not None:
+        stmt = stmt.where(visible)
+    if start is not None:
+        stmt = stmt.where(a.c.scheduled_at >= start)
+    if end is not None:
+        stmt = stmt.where(a.c.scheduled_at < end)
+    if after:
+        at = after[0]
+        stmt = stmt.where((a.c.scheduled_at > at) | ((a.c.scheduled_at == at) & (a.c.id > after[1])))
+    return conn.execute(stmt.order_by(a.c.scheduled_at, a.c.id).limit(limit)).all()
+
+
 def get_appointment(conn: Connection, scope: Scope, appointment_id: str) -> Any:
     return conn.execute(appointments_statement(scope).where(t.ari_appointments.c.id == appointment_id)).first()
 

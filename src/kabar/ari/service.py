@@ -391,20 +391,8 @@ def list_appointments(
     conn: Connection, ctx: Scope, *, start: datetime | None, end: datetime | None, cursor: str | None, limit: int
 ) -> dict[str, Any]:
     ctx.require("ari.read")
-    a = t.ari_appointments
-    stmt = repo.appointments_statement(ctx)
-    visible = ctx.visible(t.conversations)
-    if visible is not None:
-        stmt = stmt.where(visible)
-    if start is not None:
-        stmt = stmt.where(a.c.scheduled_at >= start)
-    if end is not None:
-        stmt = stmt.where(a.c.scheduled_at < end)
     after = decode_cursor(cursor, (datetime, str))
-    if after:
-        at = after[0]
-        stmt = stmt.where((a.c.scheduled_at > at) | ((a.c.scheduled_at == at) & (a.c.id > after[1])))
-    rows = conn.execute(stmt.order_by(a.c.scheduled_at, a.c.id).limit(limit + 1)).all()
+    rows = repo.appointments_page(conn, ctx, start=start, end=end, after=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].scheduled_at.isoformat(), rows[-1].id) if more else None

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from kabar.db import tables as t
+from kabar.auth.scope import Scope, system_scope
+from kabar.channels import repository as repo
 from kabar.ingest.schemas import Event, Typing
 from kabar.phones import InvalidPhone, from_wa_id
 
@@ -36,8 +37,9 @@ def take(conn: Connection, groups: dict[str, list[Event]]) -> list[Signal]:
         if not typing:
             continue
         events[:] = [e for e in events if not isinstance(e, Typing)]
+        scope = system_scope(workspace_id)
         for event in typing:
-            found = _conversation_of(conn, workspace_id, event.wa_id)
+            found = _conversation_of(conn, scope, event.wa_id)
             if found is None:
                 continue
             contact_id, conversation_id = found
@@ -52,16 +54,10 @@ async def publish(hub: Any, signals: list[Signal]) -> None:
         await hub.publish_ephemeral(signal.workspace_id, signal.message, contact_id=signal.contact_id)
 
 
-def _conversation_of(conn: Connection, workspace_id: str, wa_id: str) -> tuple[str, str] | None:
+def _conversation_of(conn: Connection, scope: Scope, wa_id: str) -> tuple[str, str] | None:
     try:
         phone = from_wa_id(wa_id)
     except InvalidPhone:
         return None
-    k, c = t.contacts, t.conversations
-    row = conn.execute(
-        select(k.c.id, c.c.id.label("conversation_id"))
-        .select_from(k.join(c, (c.c.workspace_id == k.c.workspace_id) & (c.c.contact_id == k.c.id)))
-        .where(k.c.workspace_id == workspace_id, k.c.phone_e164 == phone)
-        .limit(1)
-    ).first()
+    row = repo.conversation_of_phone(conn, scope, phone)
     return (row.id, row.conversation_id) if row is not None else None

@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection
 
-from kabar.auth.scope import system_scope
+from kabar.auth.scope import Scope, system_scope
 from kabar.channels import service as channels
+from kabar.contacts import repository as contacts_repo
 from kabar.crypto import Cipher
-from kabar.db import tables as t
 from kabar.db.uow import UnitOfWork
 from kabar.events import MESSAGE_UPDATED, payload
 from kabar.ingest import repository as ingest_repo
+from kabar.messages import repository as messages_repo
 from kabar.messages.schemas import message_out
 from kabar.messages.service import BUSINESS
 
 log = logging.getLogger("kabar.channels")
-M = t.messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +48,7 @@ def load_send(conn: Connection, cipher: Cipher, workspace_id: str, message_id: s
     message = ingest_repo.message_by_id(conn, scope, message_id)
     if message is None:
         return None
-    contact = conn.execute(
-        select(t.contacts).where(t.contacts.c.workspace_id == workspace_id, t.contacts.c.id == message.contact_id)
-    ).first()
+    contact = contacts_repo.contact_row(conn, scope, message.contact_id)
     reply_to = message.reply_to_provider_id
     if reply_to is None and message.reply_to_id:
         original = ingest_repo.message_by_id(conn, scope, message.reply_to_id)
@@ -58,9 +56,7 @@ def load_send(conn: Connection, cipher: Cipher, workspace_id: str, message_id: s
     upload = None
     upload_id = (message.media or {}).get("id")
     if upload_id:
-        upload = conn.execute(
-            select(t.uploads).where(t.uploads.c.workspace_id == workspace_id, t.uploads.c.id == upload_id)
-        ).first()
+        upload = messages_repo.get_upload(conn, scope, upload_id)
     return SendContext(message, contact, channels.load(conn, cipher, workspace_id), reply_to, upload)
 
 
@@ -68,32 +64,32 @@ def send_state(message: Any) -> dict[str, Any]:
     return dict((message.metadata or {}).get("send") or {})
 
 
-def _set_state(conn: Connection, workspace_id: str, row: Any, state: dict[str, Any], now: datetime, **values: Any) -> Any:
+def _set_state(conn: Connection, scope: Scope, row: Any, state: dict[str, Any], now: datetime, **values: Any) -> Any:
     metadata = {**(row.metadata or {}), "send": state}
-    return conn.execute(
-        update(M).where(M.c.workspace_id == workspace_id, M.c.id == row.id).values(metadata=metadata, updated_at=now, **values).returning(*M.c)
-    ).one()
+    return ingest_repo.update_message(conn, scope, row.id, {"metadata": metadata, "updated_at": now, **values})
 
 
 def mark_in_flight(uow: UnitOfWork, workspace_id: str, message_id: str, attempt: int, provider_media_id: str | None) -> bool:
     """Committed before calling the provider; False when the message is no longer waiting to be sent."""
-    row = ingest_repo.message_by_id(uow.conn, system_scope(workspace_id), message_id, lock=True)
+    scope = system_scope(workspace_id)
+    row = ingest_repo.message_by_id(uow.conn, scope, message_id, lock=True)
     if row is None or row.status != "pending" or row.provider_message_id is not None:
         return False
     state = {"state": "in_flight", "attempt": attempt, "started_at": uow.now.isoformat()}
     if provider_media_id:
         state["provider_media_id"] = provider_media_id
-    row = _set_state(uow.conn, workspace_id, row, state, uow.now)
+    row = _set_state(uow.conn, scope, row, state, uow.now)
     # The API shows the attempt (metadata.send): open threads get it too.
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
     return True
 
 
 def mark_not_sent(uow: UnitOfWork, workspace_id: str, message_id: str, error: dict[str, Any]) -> None:
-    row = ingest_repo.message_by_id(uow.conn, system_scope(workspace_id), message_id, lock=True)
+    scope = system_scope(workspace_id)
+    row = ingest_repo.message_by_id(uow.conn, scope, message_id, lock=True)
     if row is None or row.provider_message_id is not None:
         return
-    row = _set_state(uow.conn, workspace_id, row, {**send_state(row), "state": "not_sent", "last_error": error}, uow.now)
+    row = _set_state(uow.conn, scope, row, {**send_state(row), "state": "not_sent", "last_error": error}, uow.now)
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
 
 
@@ -111,13 +107,12 @@ def mark_sent(uow: UnitOfWork, workspace_id: str, message_id: str, provider_mess
             # The provider's echo of this very send was stored as an external message (our commit
             # came after the confirmation window): fold it into this one.
             log.warning("message %s: folding external echo %s into it", message_id, twin.id)
-            conn.execute(update(t.message_status_history).where(t.message_status_history.c.message_id == twin.id).values(message_id=None))
-            conn.execute(M.delete().where(M.c.workspace_id == workspace_id, M.c.id == twin.id))
-        row = _set_state(conn, workspace_id, row, state, uow.now, provider_message_id=provider_message_id, sent_at=uow.now)
+            messages_repo.delete_folded_twin(conn, scope, twin.id)
+        row = _set_state(conn, scope, row, state, uow.now, provider_message_id=provider_message_id, sent_at=uow.now)
         row = ingest_repo.advance_status(conn, scope, row.id, "sent", None, uow.now) or row
         row = ingest_repo.adopt_parked(conn, scope, row, uow.now)
     else:
-        row = _set_state(conn, workspace_id, row, state, uow.now)
+        row = _set_state(conn, scope, row, state, uow.now)
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
 
 
@@ -126,7 +121,7 @@ def mark_failed(uow: UnitOfWork, workspace_id: str, message_id: str, error: dict
     row = ingest_repo.message_by_id(uow.conn, scope, message_id, lock=True)
     if row is None or row.provider_message_id is not None:
         return  # the provider took it after all: its statuses decide
-    row = _set_state(uow.conn, workspace_id, row, {**send_state(row), "state": "failed"}, uow.now)
+    row = _set_state(uow.conn, scope, row, {**send_state(row), "state": "failed"}, uow.now)
     row = ingest_repo.advance_status(uow.conn, scope, row.id, "failed", error, uow.now) or row
     uow.emit(workspace_id, MESSAGE_UPDATED, payload(message_out(row)), contact_id=row.contact_id)
 
@@ -157,23 +152,11 @@ def mark_reaction(uow: UnitOfWork, workspace_id: str, job: dict[str, Any], provi
 
 
 def latest_inbound(conn: Connection, workspace_id: str, conversation_id: str) -> Any:
-    return conn.execute(
-        select(M.c.provider_message_id)
-        .where(
-            M.c.workspace_id == workspace_id,
-            M.c.conversation_id == conversation_id,
-            M.c.direction == "inbound",
-            M.c.provider_message_id.is_not(None),
-        )
-        .order_by(M.c.created_at.desc(), M.c.id.desc())
-        .limit(1)
-    ).scalar()
+    return messages_repo.latest_inbound_provider_id(conn, system_scope(workspace_id), conversation_id)
 
 
 def attach_download(uow: UnitOfWork, workspace_id: str, message_id: str, upload: dict[str, Any]) -> None:
     """Record a downloaded inbound media file and point the message's media at it."""
-    from kabar.messages import repository as messages_repo
-
     scope = system_scope(workspace_id)
     row = ingest_repo.message_by_id(uow.conn, scope, message_id, lock=True)
     if row is None or row.media is None or row.media.get("id"):

@@ -44,3 +44,14 @@ def save(conn: Connection, scope: Scope, values: dict[str, Any], *, exists: bool
         conn.execute(update(C).where(C.c.workspace_id == scope.workspace_id).values(**values))
     else:
         conn.execute(insert(C).values(workspace_id=scope.workspace_id, **values))
+
+
+def conversation_of_phone(conn: Connection, scope: Scope, phone_e164: str) -> Any:
+    """(id, conversation_id) of the customer with this phone, if they have a conversation."""
+    k, c = t.contacts, t.conversations
+    return conn.execute(
+        select(k.c.id, c.c.id.label("conversation_id"))
+        .select_from(k.join(c, (c.c.workspace_id == k.c.workspace_id) & (c.c.contact_id == k.c.id)))
+        .where(k.c.workspace_id == scope.workspace_id, k.c.phone_e164 == phone_e164)
+        .limit(1)
+    ).first()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from kabar.auth import visibility
 from kabar.auth.scope import Scope
@@ -39,6 +39,28 @@ def update_message(conn: Connection, scope: Scope, message_id: str, values: dict
     return conn.execute(
         update(m).where(m.c.workspace_id == scope.workspace_id, m.c.id == message_id).values(**values).returning(*m.c)
     ).one()
+
+
+def latest_inbound_provider_id(conn: Connection, scope: Scope, conversation_id: str) -> str | None:
+    """The provider id of the conversation's newest inbound message (what a read receipt names)."""
+    return conn.execute(
+        select(m.c.provider_message_id)
+        .where(
+            m.c.workspace_id == scope.workspace_id,
+            m.c.conversation_id == conversation_id,
+            m.c.direction == "inbound",
+            m.c.provider_message_id.is_not(None),
+        )
+        .order_by(m.c.created_at.desc(), m.c.id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def delete_folded_twin(conn: Connection, scope: Scope, twin_id: str) -> None:
+    """Delete a message folded into another; its status history stays, detached from it."""
+    h = t.message_status_history
+    conn.execute(update(h).where(h.c.workspace_id == scope.workspace_id, h.c.message_id == twin_id).values(message_id=None))
+    conn.execute(delete(m).where(m.c.workspace_id == scope.workspace_id, m.c.id == twin_id))
 
 
 def get_upload(conn: Connection, scope: Scope, upload_id: str) -> Any:
