@@ -8,17 +8,17 @@ from datetime import timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection
 
 from kabar.assignment import service as assignment
 from kabar.auth import repository as auth_repo
 from kabar.auth import service as auth_service
 from kabar.auth.cache import credentials_changed
-from kabar.auth.scope import Principal, Scope
-from kabar.db import tables as t
+from kabar.auth.scope import Principal, Scope, system_scope
 from kabar.db.uow import UnitOfWork
 from kabar.errors import Problem, conflict, forbidden, invalid, not_found
 from kabar.ids import new_id, new_token, token_hash
+from kabar.workspaces import repository as repo
 from kabar.workspaces import schemas as s
 
 INVITATION_TTL = timedelta(days=7)
@@ -42,35 +42,24 @@ def workspace_out(row: Any, role: str | None = None) -> s.Workspace:
     )
 
 
-def _slug_taken(conn: Connection, slug: str, except_id: str | None = None) -> bool:
-    stmt = select(t.workspaces.c.id).where(t.workspaces.c.slug == slug)
-    if except_id:
-        stmt = stmt.where(t.workspaces.c.id != except_id)
-    return conn.execute(stmt).first() is not None
-
-
 def create_workspace(uow: UnitOfWork, *, owner_id: str, name: str, slug: str | None = None) -> s.Workspace:
     name = name.strip()
     if not name:
         raise invalid("name", "must not be empty")
     if slug:
-        if _slug_taken(uow.conn, slug):
+        if repo.slug_taken(uow.conn, slug):
             raise conflict(f"The slug {slug!r} is taken", slug="slug-taken")
     else:
         base = _slugify(name)
         slug = base
-        while _slug_taken(uow.conn, slug):
+        while repo.slug_taken(uow.conn, slug):
             slug = f"{base}-{secrets.token_hex(2)}"
     workspace_id = new_id()
-    uow.conn.execute(
-        insert(t.workspaces).values(
-            id=workspace_id, name=name, slug=slug, owner_id=owner_id, settings={}, created_at=uow.now, updated_at=uow.now
-        )
+    repo.insert_workspace(
+        uow.conn, id=workspace_id, name=name, slug=slug, owner_id=owner_id, settings={}, created_at=uow.now, updated_at=uow.now
     )
-    uow.conn.execute(
-        insert(t.members).values(workspace_id=workspace_id, user_id=owner_id, role="owner", settings={}, created_at=uow.now)
-    )
-    row = uow.conn.execute(select(t.workspaces).where(t.workspaces.c.id == workspace_id)).one()
+    repo.insert_member(uow.conn, workspace_id=workspace_id, user_id=owner_id, role="owner", settings={}, created_at=uow.now)
+    row = repo.workspace_by_id(uow.conn, workspace_id)
     out = workspace_out(row, "owner")
     uow.emit(workspace_id, "workspace.created", _public(out))
     return out
@@ -83,7 +72,7 @@ def _public(ws: s.Workspace) -> dict[str, Any]:
 
 
 def get_workspace(conn: Connection, scope: Scope) -> s.Workspace:
-    row = conn.execute(select(t.workspaces).where(t.workspaces.c.id == scope.workspace_id)).first()
+    row = repo.workspace_by_id(conn, scope.workspace_id)
     if row is None:
         raise not_found("Workspace")
     return workspace_out(row, str(scope.role))
@@ -95,14 +84,14 @@ def update_workspace(uow: UnitOfWork, scope: Scope, patch: s.WorkspaceUpdate) ->
     if patch.name is not None:
         values["name"] = patch.name.strip()
     if patch.slug is not None:
-        if _slug_taken(uow.conn, patch.slug, except_id=scope.workspace_id):
+        if repo.slug_taken(uow.conn, patch.slug, except_id=scope.workspace_id):
             raise conflict(f"The slug {patch.slug!r} is taken", slug="slug-taken")
         values["slug"] = patch.slug
     if patch.settings is not None:
         values["settings"] = patch.settings
     if values:
         values["updated_at"] = uow.now
-        uow.conn.execute(update(t.workspaces).where(t.workspaces.c.id == scope.workspace_id).values(**values))
+        repo.update_workspace(uow.conn, scope, **values)
     out = get_workspace(uow.conn, scope)
     uow.emit(scope.workspace_id, "workspace.updated", _public(out))
     return out
@@ -110,35 +99,15 @@ def update_workspace(uow: UnitOfWork, scope: Scope, patch: s.WorkspaceUpdate) ->
 
 def delete_workspace(uow: UnitOfWork, scope: Scope) -> None:
     scope.require("workspace.delete")
-    # Tables without a foreign key to workspaces (receipts, jobs) are cleared explicitly.
-    uow.conn.execute(delete(t.webhook_receipts).where(t.webhook_receipts.c.workspace_id == scope.workspace_id))
-    uow.conn.execute(delete(t.jobs).where(t.jobs.c.workspace_id == scope.workspace_id))
-    uow.conn.execute(delete(t.workspaces).where(t.workspaces.c.id == scope.workspace_id))
+    repo.delete_workspace(uow.conn, scope)
     credentials_changed(uow)  # its members and keys are gone with it
 
 
 def workspaces_of_user(conn: Connection, user_id: str) -> list[s.Workspace]:
-    rows = conn.execute(
-        select(t.workspaces, t.members.c.role)
-        .select_from(t.members.join(t.workspaces, t.workspaces.c.id == t.members.c.workspace_id))
-        .where(t.members.c.user_id == user_id)
-        .order_by(t.workspaces.c.created_at)
-    ).all()
-    return [workspace_out(row, row.role) for row in rows]
+    return [workspace_out(row, row.role) for row in repo.workspaces_of_user(conn, user_id)]
 
 
 # -- members ----------------------------------------------------------------------------------
-
-
-def _member_rows(conn: Connection, scope: Scope, user_id: str | None = None) -> list[Any]:
-    stmt = (
-        scope.select(t.members, t.members.c.user_id, t.members.c.role, t.members.c.created_at, t.users.c.email, t.users.c.name)
-        .join_from(t.members, t.users, t.users.c.id == t.members.c.user_id)
-        .order_by(t.members.c.created_at)
-    )
-    if user_id is not None:
-        stmt = stmt.where(t.members.c.user_id == user_id)
-    return conn.execute(stmt).all()
 
 
 def _member_out(row: Any) -> s.Member:
@@ -147,7 +116,7 @@ def _member_out(row: Any) -> s.Member:
 
 def list_members(conn: Connection, scope: Scope) -> list[s.Member]:
     scope.require("members.read")
-    return [_member_out(r) for r in _member_rows(conn, scope)]
+    return [_member_out(r) for r in repo.member_rows(conn, scope)]
 
 
 def update_member(uow: UnitOfWork, scope: Scope, user_id: str, data: s.MemberUpdate) -> s.Member:
@@ -160,23 +129,17 @@ def update_member(uow: UnitOfWork, scope: Scope, user_id: str, data: s.MemberUpd
         scope.require("members.transfer_ownership")
         if data.role != "owner":
             raise conflict("The owner's role changes only by making someone else owner", slug="owner-required")
-        old_owners = [r.user_id for r in _member_rows(uow.conn, scope) if r.role == "owner"]
-        uow.conn.execute(
-            update(t.members)
-            .where(t.members.c.workspace_id == scope.workspace_id, t.members.c.role == "owner")
-            .values(role="admin")
-        )
-        uow.conn.execute(update(t.workspaces).where(t.workspaces.c.id == scope.workspace_id).values(owner_id=user_id, updated_at=uow.now))
+        old_owners = [r.user_id for r in repo.member_rows(uow.conn, scope) if r.role == "owner"]
+        repo.demote_owners(uow.conn, scope)
+        repo.update_workspace(uow.conn, scope, owner_id=user_id, updated_at=uow.now)
         # Open pages show the old owner as admin and the workspace's new owner_id.
         for old_owner in old_owners:
             uow.emit(scope.workspace_id, "member.updated", {"user_id": old_owner, "role": "admin"})
         uow.emit(scope.workspace_id, "workspace.updated", _public(get_workspace(uow.conn, scope)))
-    uow.conn.execute(
-        update(t.members).where(t.members.c.workspace_id == scope.workspace_id, t.members.c.user_id == user_id).values(role=data.role)
-    )
+    repo.set_member_role(uow.conn, scope, user_id, data.role)
     uow.emit(scope.workspace_id, "member.updated", {"user_id": user_id, "role": data.role})
     credentials_changed(uow)
-    return _member_out(_member_rows(uow.conn, scope, user_id)[0])
+    return _member_out(repo.member_rows(uow.conn, scope, user_id)[0])
 
 
 def remove_member(uow: UnitOfWork, scope: Scope, user_id: str) -> None:
@@ -188,7 +151,7 @@ def remove_member(uow: UnitOfWork, scope: Scope, user_id: str) -> None:
     if current == "owner":
         scope.require("members.transfer_ownership")  # an admin may not touch the owner at all
         raise conflict("The owner cannot be removed; transfer ownership first", slug="owner-required")
-    uow.conn.execute(delete(t.members).where(t.members.c.workspace_id == scope.workspace_id, t.members.c.user_id == user_id))
+    repo.delete_member(uow.conn, scope, user_id)
     # Their customers go back to the shared queue (contacts and conversations, with their events).
     assignment.unassign_member(uow, scope, user_id)
     uow.emit(scope.workspace_id, "member.removed", {"user_id": user_id})
@@ -219,24 +182,22 @@ def create_invitation(uow: UnitOfWork, scope: Scope, data: s.InvitationCreate) -
         raise conflict("That person is already a member", slug="already-member")
     invitation_id = new_id()
     secret = new_token(nbytes=32)
-    uow.conn.execute(
-        insert(t.invitations).values(
-            id=invitation_id,
-            workspace_id=scope.workspace_id,
-            email=email,
-            name=data.name,
-            role=data.role,
-            secret_hash=token_hash(secret),
-            status="pending",
-            invited_by=scope.user_id,
-            expires_at=uow.now + INVITATION_TTL,
-            created_at=uow.now,
-        )
+    repo.insert_invitation(
+        uow.conn,
+        id=invitation_id,
+        workspace_id=scope.workspace_id,
+        email=email,
+        name=data.name,
+        role=data.role,
+        secret_hash=token_hash(secret),
+        status="pending",
+        invited_by=scope.user_id,
+        expires_at=uow.now + INVITATION_TTL,
+        created_at=uow.now,
     )
     token = f"{invitation_id}.{secret}"
     url = _mail_invitation(uow, scope, email, data.role, token)
-    row = uow.conn.execute(scope.select(t.invitations).where(t.invitations.c.id == invitation_id)).one()
-    out = _invitation_out(row)
+    out = _invitation_out(repo.invitation(uow.conn, scope, invitation_id))
     # The invitation as the list shows it: the event reaches owners and admins only (kabar.events.AUDIENCE).
     uow.emit(scope.workspace_id, "invitation.created", _public(out))
     settings = uow.db.settings
@@ -248,7 +209,7 @@ def create_invitation(uow: UnitOfWork, scope: Scope, data: s.InvitationCreate) -
 def _mail_invitation(uow: UnitOfWork, scope: Scope, email: str, role: str, token: str) -> str:
     from kabar.mail.service import link, queue_mail
 
-    workspace = uow.conn.execute(select(t.workspaces.c.name).where(t.workspaces.c.id == scope.workspace_id)).scalar()
+    workspace = repo.workspace_name(uow.conn, scope.workspace_id)
     inviter = auth_repo.user_by_id(uow.conn, scope.user_id) if scope.user_id else None
     who = f"{inviter.name} ({inviter.email})" if inviter else "A workspace admin"
     url = link(uow.db.settings, "/accept-invite", token=token)
@@ -269,8 +230,7 @@ def _mail_invitation(uow: UnitOfWork, scope: Scope, email: str, role: str, token
 
 def list_invitations(conn: Connection, scope: Scope) -> list[s.Invitation]:
     scope.require("invitations.manage")
-    rows = conn.execute(scope.select(t.invitations).order_by(t.invitations.c.created_at.desc())).all()
-    return [_invitation_out(r) for r in rows]
+    return [_invitation_out(r) for r in repo.list_invitations(conn, scope)]
 
 
 def accept_invitation(
@@ -288,13 +248,14 @@ def accept_invitation(
         raise not_found("Invitation")
     if row.status != "pending" or row.expires_at < uow.now:
         raise Problem(410, "invitation-expired", "Invitation no longer valid", f"This invitation is {row.status if row.status != 'pending' else 'expired'}")
+    invited = system_scope(row.workspace_id)  # the token names the workspace
     user = auth_repo.user_by_email(uow.conn, row.email)
     result: dict[str, Any] = {"workspace_id": row.workspace_id, "role": row.role}
     if user is None:
         if not data.password:
             raise invalid("password", "is required to create your account")
         auth_service.validate_password(data.password)
-        _claim(uow, row)
+        _claim(uow, invited, row)
         user_id = auth_service.create_user(uow, email=row.email, password=data.password, name=data.name or row.name or "", verified=False)
         user = auth_repo.user_by_id(uow.conn, user_id)
         auth_service.send_verification_mail(uow, user)
@@ -314,28 +275,21 @@ def accept_invitation(
             "You are signed in to this account: accept without a password (change passwords on your account page).",
         )
     else:
-        _claim(uow, row)
+        _claim(uow, invited, row)
     if not auth_repo.member_role(uow.conn, row.workspace_id, user.id):
-        uow.conn.execute(
-            insert(t.members).values(workspace_id=row.workspace_id, user_id=user.id, role=row.role, settings={}, created_at=uow.now)
-        )
-    _invitation_changed(uow, row.workspace_id, row.id)
+        repo.insert_member(uow.conn, workspace_id=row.workspace_id, user_id=user.id, role=row.role, settings={}, created_at=uow.now)
+    _invitation_changed(uow, invited, row.id)
     joined = Scope(workspace_id=row.workspace_id, role=row.role, principal=Principal(kind="session", user_id=user.id))
     # The member as the members list shows it (every staff member reads that list).
-    uow.emit(row.workspace_id, "member.added", _public(_member_out(_member_rows(uow.conn, joined, user.id)[0])))
+    uow.emit(row.workspace_id, "member.added", _public(_member_out(repo.member_rows(uow.conn, joined, user.id)[0])))
     result["user"] = auth_service.user_json(user)
     return result
 
 
-def _claim(uow: UnitOfWork, row: Any) -> None:
+def _claim(uow: UnitOfWork, scope: Scope, row: Any) -> None:
     """Mark the invitation accepted before anything is created: of two concurrent accepts, the
     second waits on this row and then finds it no longer pending (410), instead of a duplicate."""
-    claimed = uow.conn.execute(
-        update(t.invitations)
-        .where(t.invitations.c.workspace_id == row.workspace_id, t.invitations.c.id == row.id, t.invitations.c.status == "pending")
-        .values(status="accepted", accepted_at=uow.now)
-    )
-    if not claimed.rowcount:
+    if not repo.claim_invitation(uow.conn, scope, row.id, uow.now):
         raise Problem(410, "invitation-expired", "Invitation no longer valid", "This invitation was accepted already")
 
 
@@ -345,9 +299,7 @@ def _invitation_by_token(conn: Connection, token: str) -> Any:
     invitation_id, _, secret = token.partition(".")
     if not secret:
         return None
-    return conn.execute(
-        select(t.invitations).where(t.invitations.c.id == invitation_id, t.invitations.c.secret_hash == token_hash(secret))
-    ).first()
+    return repo.invitation_by_secret(conn, invitation_id, token_hash(secret))
 
 
 def invitation_preview(conn: Connection, token: str) -> dict[str, Any] | None:
@@ -358,7 +310,7 @@ def invitation_preview(conn: Connection, token: str) -> dict[str, Any] | None:
         return None
     from kabar.db.types import utcnow
 
-    workspace = conn.execute(select(t.workspaces.c.name).where(t.workspaces.c.id == row.workspace_id)).scalar()
+    workspace = repo.workspace_name(conn, row.workspace_id)
     return {
         "email": row.email,
         "workspace_name": workspace,
@@ -370,20 +322,15 @@ def invitation_preview(conn: Connection, token: str) -> dict[str, Any] | None:
 
 def revoke_invitation(uow: UnitOfWork, scope: Scope, invitation_id: str) -> None:
     scope.require("invitations.manage")
-    result = uow.conn.execute(
-        update(t.invitations)
-        .where(t.invitations.c.workspace_id == scope.workspace_id, t.invitations.c.id == invitation_id, t.invitations.c.status == "pending")
-        .values(status="cancelled")
-    )
-    if not result.rowcount:
+    if not repo.cancel_invitation(uow.conn, scope, invitation_id):
         raise not_found("Invitation")
-    _invitation_changed(uow, scope.workspace_id, invitation_id)
+    _invitation_changed(uow, scope, invitation_id)
 
 
-def _invitation_changed(uow: UnitOfWork, workspace_id: str, invitation_id: str) -> None:
+def _invitation_changed(uow: UnitOfWork, scope: Scope, invitation_id: str) -> None:
     """Accepted or revoked: open settings pages show its new status."""
-    row = uow.conn.execute(select(t.invitations).where(t.invitations.c.workspace_id == workspace_id, t.invitations.c.id == invitation_id)).one()
-    uow.emit(workspace_id, "invitation.updated", _public(_invitation_out(row)))
+    row = repo.invitation(uow.conn, scope, invitation_id)
+    uow.emit(scope.workspace_id, "invitation.updated", _public(_invitation_out(row)))
 
 
 # -- API keys ---------------------------------------------------------------------------------
@@ -395,40 +342,33 @@ def _api_key_out(row: Any, secret: str | None = None) -> s.ApiKey:
 
 def list_api_keys(conn: Connection, scope: Scope) -> list[s.ApiKey]:
     scope.require("api_keys.manage")
-    rows = conn.execute(scope.select(t.api_keys).order_by(t.api_keys.c.created_at.desc())).all()
-    return [_api_key_out(r) for r in rows]
+    return [_api_key_out(r) for r in repo.list_api_keys(conn, scope)]
 
 
 def create_api_key(uow: UnitOfWork, scope: Scope, data: s.ApiKeyCreate) -> s.ApiKey:
     scope.require("api_keys.manage")
     key_id = new_id()
     secret = auth_service.make_api_key_secret(key_id)
-    uow.conn.execute(
-        insert(t.api_keys).values(
-            id=key_id,
-            workspace_id=scope.workspace_id,
-            name=data.name.strip(),
-            secret_hash=token_hash(secret),
-            hint=secret[-4:],
-            created_by=scope.user_id,
-            created_at=uow.now,
-        )
+    repo.insert_api_key(
+        uow.conn,
+        id=key_id,
+        workspace_id=scope.workspace_id,
+        name=data.name.strip(),
+        secret_hash=token_hash(secret),
+        hint=secret[-4:],
+        created_by=scope.user_id,
+        created_at=uow.now,
     )
-    row = uow.conn.execute(scope.select(t.api_keys).where(t.api_keys.c.id == key_id)).one()
+    row = repo.api_key(uow.conn, scope, key_id)
     uow.emit(scope.workspace_id, "api_key.created", _public(_api_key_out(row)))  # never the secret
     return _api_key_out(row, secret=secret)
 
 
 def revoke_api_key(uow: UnitOfWork, scope: Scope, key_id: str) -> None:
     scope.require("api_keys.manage")
-    result = uow.conn.execute(
-        update(t.api_keys)
-        .where(t.api_keys.c.workspace_id == scope.workspace_id, t.api_keys.c.id == key_id, t.api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=uow.now)
-    )
-    if not result.rowcount:
+    if not repo.revoke_api_key(uow.conn, scope, key_id, uow.now):
         raise not_found("API key")
-    row = uow.conn.execute(select(t.api_keys).where(t.api_keys.c.workspace_id == scope.workspace_id, t.api_keys.c.id == key_id)).one()
+    row = repo.api_key(uow.conn, scope, key_id)
     uow.emit(scope.workspace_id, "api_key.revoked", _public(_api_key_out(row)))
     credentials_changed(uow)
 
