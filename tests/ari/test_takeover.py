@@ -36,7 +36,7 @@ async def test_a_staff_reply_pauses_ari_until_it_is_resumed(client, tenant, serv
 
     await _reply(tenant, customer.conversation_id, "Halo kak, saya Dewi, saya bantu langsung ya")
     assert (await _conversation(tenant, customer.conversation_id))["ai_paused"] is True
-    updates = [e for e in await rows_of(client, t.events, tenant.ws, t.events.c.type == "conversation.updated") if e.data["id"] == customer.conversation_id]
+    updates = [e for e in await rows_of(client, t.events, tenant.ws, t.events.c.type == "conversation.updated", order=t.events.c.seq) if e.data["id"] == customer.conversation_id]
     assert updates[-1].data["ai_paused"] is True
     assert await customer.say("Budi Santoso", "tahun depan", "sekitar 300 juta", "IELTS 7.0") == []
 
