@@ -21,18 +21,13 @@ from sqlalchemy import Connection
 
 from kabar import events
 from kabar.assignment import repository as repo
-from kabar.auth.scope import Scope, system_scope
+from kabar.auth.scope import Scope
 from kabar.contacts.schemas import contact_out
 from kabar.conversations.schemas import conversation_from_join
 from kabar.db.uow import UnitOfWork
 from kabar.errors import invalid_fields
 
 NOT_A_MEMBER = "is not a member of this workspace"
-
-
-def workspace_scope(workspace_id: str) -> Scope:
-    """Kabar itself acting in a workspace (ARI's handoff, jobs): kabar.auth.scope.system_scope."""
-    return system_scope(workspace_id)
 
 
 def is_assignable(conn: Connection, ctx: Scope, user_id: str | None) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from kabar import events
 from kabar.assignment import service as assignment
 from kabar.auth.permissions import Role
-from kabar.auth.scope import Scope
+from kabar.auth.scope import Scope, system_scope
 from kabar.contacts import repository as repo
 from kabar.contacts import csv_io
 from kabar.contacts import schemas as s
@@ -790,7 +790,7 @@ def merge_rows(uow: UnitOfWork, scope: Scope, keep: Any, gone: Any, author: dict
     repo.update_contact(conn, scope, keep.id, values)
     # The kept customer's owner, else the merged one's: contact and conversation, with their events.
     merged.assignee_id = keep.assignee_id or gone.assignee_id
-    assignment.assign(uow, assignment.workspace_scope(ws), contact_id=keep.id, assignee_id=merged.assignee_id)
+    assignment.assign(uow, system_scope(ws), contact_id=keep.id, assignee_id=merged.assignee_id)
 
     out = s.contact_out(merged)
     gone_out = s.contact_out(gone)
